@@ -1,1 +1,31 @@
-//! cortex-llm
+//! LLM provider clients and the pure model-side logic of the Cortex chat pipeline.
+//!
+//! - [`types`]: provider-neutral requests, responses and stream events.
+//! - [`provider`]: the object-safe [`Provider`] trait.
+//! - [`openai`], [`anthropic`]: HTTP clients for OpenAI-compatible servers and Anthropic.
+//! - [`http`]: timeouts, retries with backoff and `Retry-After`.
+//! - [`error`]: [`LlmError`] and its mapping to public HTTP statuses.
+//! - [`chain`]: fallback across models ([`ModelChain`]) and tiers ([`TieredClient`]).
+//! - [`config`]: [`Tier`], [`LlmConfig`] (serde) and the environment defaults.
+//! - [`pricing`]: USD per million tokens and [`cost_usd`].
+//! - [`tokens`]: tiktoken counting.
+//! - [`router`]: message classification into a tier.
+//! - [`optimizer`]: fitting prompt context into a token budget.
+
+pub mod anthropic;
+pub mod error;
+pub mod http;
+pub mod openai;
+pub mod provider;
+pub mod tokens;
+pub mod types;
+
+pub use anthropic::AnthropicProvider;
+pub use error::{LlmError, with_cancel};
+pub use http::{HttpSettings, RetryPolicy};
+pub use openai::OpenAiProvider;
+pub use provider::{ChatStream, Provider};
+pub use types::{
+    ChatRequest, ChatResponse, FinishReason, Message, Role, StreamEvent, ToolCall, ToolChoice,
+    ToolDef, Usage,
+};
