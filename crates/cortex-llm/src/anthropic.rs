@@ -57,7 +57,9 @@ impl AnthropicProvider {
     }
 
     fn post(&self, body: &Value) -> reqwest::RequestBuilder {
-        self.client.post(self.settings.url("v1/messages")).json(body)
+        self.client
+            .post(self.settings.url("v1/messages"))
+            .json(body)
     }
 }
 
@@ -502,7 +504,8 @@ impl Provider for AnthropicProvider {
         .await?;
         let events = http::sse_events(resp, timeout);
         struct Run {
-            events: futures::stream::BoxStream<'static, Result<eventsource_stream::Event, LlmError>>,
+            events:
+                futures::stream::BoxStream<'static, Result<eventsource_stream::Event, LlmError>>,
             state: StreamState,
             pending: std::collections::VecDeque<StreamEvent>,
             ended: bool,
@@ -537,9 +540,7 @@ impl Provider for AnthropicProvider {
                         }
                     }
                     Some(Err(e)) => e,
-                    None => LlmError::Interrupted(
-                        "stream ended before message_stop".into(),
-                    ),
+                    None => LlmError::Interrupted("stream ended before message_stop".into()),
                 };
                 run.ended = true;
                 return Some((Err(err), run));
@@ -588,7 +589,10 @@ mod tests {
         }])
         .with_tool_choice(ToolChoice::Required);
         let body = request_body(&req, false);
-        assert_eq!(body["system"], "You are Cortex.\n\nDialect: Egyptian Arabic.");
+        assert_eq!(
+            body["system"],
+            "You are Cortex.\n\nDialect: Egyptian Arabic."
+        );
         assert_eq!(body["max_tokens"], DEFAULT_MAX_TOKENS);
         let msgs = body["messages"].as_array().unwrap();
         assert_eq!(msgs.len(), 3);

@@ -306,8 +306,17 @@ mod tests {
             max_retry_after: Duration::from_secs(5),
         };
         let err = LlmError::Unreachable("x".into());
-        for (retry, full) in [(0u32, 100u64), (1, 200), (2, 400), (3, 800), (4, 1000), (9, 1000)] {
-            let d = p.delay_before_retry(retry, &err).map(|d| d.as_millis() as u64);
+        for (retry, full) in [
+            (0u32, 100u64),
+            (1, 200),
+            (2, 400),
+            (3, 800),
+            (4, 1000),
+            (9, 1000),
+        ] {
+            let d = p
+                .delay_before_retry(retry, &err)
+                .map(|d| d.as_millis() as u64);
             let d = d.unwrap_or(u64::MAX);
             assert!(d >= full / 2 && d <= full, "retry {retry}: {d}");
         }
@@ -323,7 +332,10 @@ mod tests {
             body: String::new(),
             retry_after: Some(Duration::from_secs(1)),
         };
-        assert_eq!(p.delay_before_retry(0, &small), Some(Duration::from_secs(1)));
+        assert_eq!(
+            p.delay_before_retry(0, &small),
+            Some(Duration::from_secs(1))
+        );
         let large = LlmError::Status {
             status: 429,
             body: String::new(),

@@ -13,17 +13,25 @@
 //! - [`optimizer`]: fitting prompt context into a token budget.
 
 pub mod anthropic;
+pub mod chain;
+pub mod config;
 pub mod error;
 pub mod http;
 pub mod openai;
+pub mod pricing;
 pub mod provider;
 pub mod tokens;
 pub mod types;
 
 pub use anthropic::AnthropicProvider;
+pub use chain::{
+    AnsweredBy, AttemptFailure, ChainEntry, ChainResponse, ChainStream, ModelChain, TieredClient,
+};
+pub use config::{DefaultModels, LlmConfig, ModelRef, ProviderConfig, ProviderKind, Tier};
 pub use error::{LlmError, with_cancel};
 pub use http::{HttpSettings, RetryPolicy};
 pub use openai::OpenAiProvider;
+pub use pricing::{ModelPrice, PriceTable, cost_usd};
 pub use provider::{ChatStream, Provider};
 pub use types::{
     ChatRequest, ChatResponse, FinishReason, Message, Role, StreamEvent, ToolCall, ToolChoice,

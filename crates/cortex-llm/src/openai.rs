@@ -196,10 +196,7 @@ fn api_error(error: &Value) -> LlmError {
     LlmError::Decode(format!("provider reported an error: {error}"))
 }
 
-fn response_from_wire(
-    req: &ChatRequest,
-    wire: WireResponse,
-) -> Result<ChatResponse, LlmError> {
+fn response_from_wire(req: &ChatRequest, wire: WireResponse) -> Result<ChatResponse, LlmError> {
     if let Some(err) = &wire.error {
         return Err(api_error(err));
     }
@@ -249,7 +246,9 @@ impl ToolCallMerger {
             None => {
                 let same_as_last = self.last.is_some_and(|l| {
                     frag.id.as_deref().is_none_or(|id| {
-                        self.calls.get(&l).is_some_and(|c| c.id.is_empty() || c.id == id)
+                        self.calls
+                            .get(&l)
+                            .is_some_and(|c| c.id.is_empty() || c.id == id)
                     })
                 });
                 match self.last {

@@ -51,7 +51,11 @@ pub fn message_tokens(message: &Message) -> usize {
     if let Some(id) = &message.tool_call_id {
         n += count_tokens(id);
     }
-    n += message.tool_calls.iter().map(tool_call_tokens).sum::<usize>();
+    n += message
+        .tool_calls
+        .iter()
+        .map(tool_call_tokens)
+        .sum::<usize>();
     n
 }
 
