@@ -106,7 +106,8 @@ pub(crate) fn split_words(text: &str) -> Vec<&str> {
     let mut prev_ws = true;
     for (i, c) in text.char_indices() {
         let ws = c.is_whitespace();
-        if !ws && prev_ws && i > start && !text[start..i].trim().is_empty() {
+        // A piece ends where whitespace follows a word; the whitespace leads the next piece.
+        if ws && !prev_ws && !text[i..].trim().is_empty() {
             pieces.push(&text[start..i]);
             start = i;
         }
@@ -339,6 +340,9 @@ pub(crate) fn bad_request(flavor: Flavor, message: &str) -> Response {
     error_response(flavor, 400, Some(message), None, None, None)
 }
 
+/// Pause between the last event and the abort of a scripted mid-stream drop.
+const CUT_GRACE: Duration = Duration::from_millis(5);
+
 /// Pre-built SSE events streamed with an optional delay between them; counts a
 /// disconnect when dropped before the last event was handed out.
 pub(crate) struct EventStream {
@@ -398,6 +402,12 @@ impl Stream for EventStream {
             if this.cut_done {
                 return Poll::Ready(None);
             }
+            // Let hyper flush the events already handed out before the abort.
+            let sleep = this
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(CUT_GRACE)));
+            ready!(sleep.as_mut().poll(cx));
+            this.sleep = None;
             this.cut_done = true;
             return Poll::Ready(Some(Err(io::Error::new(
                 io::ErrorKind::ConnectionAborted,
