@@ -20,6 +20,7 @@ pub mod http;
 pub mod openai;
 pub mod pricing;
 pub mod provider;
+pub mod router;
 pub mod tokens;
 pub mod types;
 
