@@ -18,6 +18,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod openai;
+pub mod optimizer;
 pub mod pricing;
 pub mod provider;
 pub mod router;
