@@ -17,7 +17,9 @@ use crate::state::Shared;
 use crate::step::{Endpoint, ToolCall};
 
 fn parse(body: &Value) -> Result<ChatRequest, &'static str> {
-    let obj = body.as_object().ok_or("request body must be a JSON object")?;
+    let obj = body
+        .as_object()
+        .ok_or("request body must be a JSON object")?;
     let model = obj
         .get("model")
         .and_then(Value::as_str)
@@ -240,7 +242,9 @@ mod tests {
         let r = parse(&body).unwrap();
         assert_eq!(r.last_user_text, "hi you");
         assert_eq!(r.prompt_tokens, 2 + 3 + 2);
-        assert!(parse(&json!({"model": "c", "messages": [{"role": "user", "content": "x"}]})).is_err());
+        assert!(
+            parse(&json!({"model": "c", "messages": [{"role": "user", "content": "x"}]})).is_err()
+        );
     }
 
     #[test]

@@ -210,9 +210,7 @@ pub(crate) async fn resolve(
         .as_ref()
         .and_then(|s| s.chunk_delay_ms)
         .map_or(shared.config().chunk_delay, Duration::from_millis);
-    let action = step
-        .as_ref()
-        .map_or(Action::Default, |s| s.action.clone());
+    let action = step.as_ref().map_or(Action::Default, |s| s.action.clone());
     let mut cut_after = None;
     match &action {
         Action::Error {
@@ -268,7 +266,10 @@ pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     (
         status,
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         bytes,
     )
         .into_response()
@@ -443,11 +444,21 @@ mod tests {
 
     #[test]
     fn split_words_round_trips() {
-        for text in ["", "a", "Echo: hello  world ", "  lead", "x\ny z", "héllo wörld"] {
+        for text in [
+            "",
+            "a",
+            "Echo: hello  world ",
+            "  lead",
+            "x\ny z",
+            "héllo wörld",
+        ] {
             let pieces = split_words(text);
             assert_eq!(pieces.concat(), text);
         }
-        assert_eq!(split_words("Echo: hi there"), vec!["Echo:", " hi", " there"]);
+        assert_eq!(
+            split_words("Echo: hi there"),
+            vec!["Echo:", " hi", " there"]
+        );
     }
 
     #[test]

@@ -11,7 +11,9 @@ use base64::Engine;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use crate::chat::{ConnKill, Flavor, bad_request, drop_connection, error_response, json_response, pause, words};
+use crate::chat::{
+    ConnKill, Flavor, bad_request, drop_connection, error_response, json_response, pause, words,
+};
 use crate::state::{DisconnectGuard, Shared};
 use crate::step::{Action, Endpoint};
 
@@ -142,7 +144,11 @@ fn parse(body: &Value) -> Result<EmbeddingRequest, String> {
         None | Some(Value::Null) => None,
         Some(d) => match d.as_u64() {
             Some(n) if (1..=MAX_DIMENSIONS).contains(&n) => usize::try_from(n).ok(),
-            _ => return Err(format!("'dimensions' must be between 1 and {MAX_DIMENSIONS}")),
+            _ => {
+                return Err(format!(
+                    "'dimensions' must be between 1 and {MAX_DIMENSIONS}"
+                ));
+            }
         },
     };
     let base64 = match obj.get("encoding_format").and_then(Value::as_str) {
@@ -208,7 +214,9 @@ pub(crate) async fn embeddings(
         }
         _ => {}
     }
-    let dims = req.dimensions.unwrap_or_else(|| shared.embedding_dimensions());
+    let dims = req
+        .dimensions
+        .unwrap_or_else(|| shared.embedding_dimensions());
     let mut tokens = 0u64;
     let data: Vec<Value> = req
         .texts

@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
-use axum::Extension;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
@@ -18,7 +18,9 @@ use crate::step::Endpoint;
 
 /// Extracts the request summary, or the reason it is invalid.
 fn parse(body: &Value) -> Result<ChatRequest, &'static str> {
-    let obj = body.as_object().ok_or("request body must be a JSON object")?;
+    let obj = body
+        .as_object()
+        .ok_or("request body must be a JSON object")?;
     let model = obj
         .get("model")
         .and_then(Value::as_str)
@@ -252,8 +254,10 @@ mod tests {
 
     #[test]
     fn stream_chunks_are_valid_json() {
-        let r = req(json!({"model": "m", "stream": true, "stream_options": {"include_usage": true},
-            "messages": [{"role": "user", "content": "a b"}]}));
+        let r = req(
+            json!({"model": "m", "stream": true, "stream_options": {"include_usage": true},
+            "messages": [{"role": "user", "content": "a b"}]}),
+        );
         let reply = make_reply(
             &r,
             Action::ToolCalls {
@@ -267,7 +271,11 @@ mod tests {
         assert_eq!(&last[..], b"data: [DONE]\n\n");
         for e in &events[..events.len() - 1] {
             let s = std::str::from_utf8(e).unwrap();
-            let body = s.strip_prefix("data: ").unwrap().strip_suffix("\n\n").unwrap();
+            let body = s
+                .strip_prefix("data: ")
+                .unwrap()
+                .strip_suffix("\n\n")
+                .unwrap();
             let v: Value = serde_json::from_str(body).unwrap();
             assert_eq!(v["object"], "chat.completion.chunk");
         }

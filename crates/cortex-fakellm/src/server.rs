@@ -26,7 +26,10 @@ const BODY_LIMIT: usize = 64 * 1024 * 1024;
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .route("/v1/chat/completions", post(crate::openai::chat_completions))
+        .route(
+            "/v1/chat/completions",
+            post(crate::openai::chat_completions),
+        )
         .route("/chat/completions", post(crate::openai::chat_completions))
         .route("/v1/messages", post(crate::anthropic::messages))
         .route("/messages", post(crate::anthropic::messages))

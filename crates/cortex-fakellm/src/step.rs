@@ -343,7 +343,9 @@ impl Step {
             Action::ToolCalls { tool_calls, .. } if tool_calls.is_empty() => {
                 Err("tool_calls must not be empty".to_owned())
             }
-            Action::ToolCalls { tool_calls, .. } if tool_calls.iter().any(|c| c.name.is_empty()) => {
+            Action::ToolCalls { tool_calls, .. }
+                if tool_calls.iter().any(|c| c.name.is_empty()) =>
+            {
                 Err("tool call name must not be empty".to_owned())
             }
             _ => Ok(()),

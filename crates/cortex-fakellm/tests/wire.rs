@@ -1,5 +1,7 @@
 //! End-to-end tests: a plain reqwest client against the in-process fake.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
+
 use std::time::{Duration, Instant};
 
 use cortex_fakellm::{Config, Endpoint, FakeLlm, Step, ToolCall, embed_text};
@@ -34,7 +36,10 @@ async fn post(llm: &FakeLlm, path: &str, body: &Value) -> reqwest::Response {
 
 /// Parses an SSE body into its `data:` payloads (and `event:` names).
 fn sse(body: &str) -> Vec<(Option<String>, String)> {
-    assert!(body.ends_with("\n\n"), "body must end with a blank line: {body:?}");
+    assert!(
+        body.ends_with("\n\n"),
+        "body must end with a blank line: {body:?}"
+    );
     body.split("\n\n")
         .filter(|e| !e.is_empty())
         .map(|e| {
@@ -76,7 +81,12 @@ async fn default_blocking_reply_echoes_with_usage() {
     let llm = FakeLlm::start().await;
     assert!(llm.base_url().starts_with("http://127.0.0.1:"));
     assert!(llm.base_url().ends_with("/v1"));
-    let resp = post(&llm, "/chat/completions", &chat_body("gpt-test", "hello big world", false)).await;
+    let resp = post(
+        &llm,
+        "/chat/completions",
+        &chat_body("gpt-test", "hello big world", false),
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["object"], "chat.completion");
@@ -128,7 +138,10 @@ async fn default_stream_wire_format() {
     body.as_object_mut().unwrap().remove("stream_options");
     let chunks = stream_chunks(&llm, &body).await;
     assert!(chunks.iter().all(|c| c.get("usage").is_none()));
-    assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "stop");
+    assert_eq!(
+        chunks.last().unwrap()["choices"][0]["finish_reason"],
+        "stop"
+    );
 }
 
 #[tokio::test]
@@ -141,11 +154,15 @@ async fn tool_calls_blocking_and_chunked_stream() {
     llm.push(Step::tool_calls(calls.clone()));
     llm.push(Step::tool_calls(calls));
 
-    let v: Value = post(&llm, "/chat/completions", &chat_body("m", "weather?", false))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let v: Value = post(
+        &llm,
+        "/chat/completions",
+        &chat_body("m", "weather?", false),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     let choice = &v["choices"][0];
     assert_eq!(choice["finish_reason"], "tool_calls");
     assert!(choice["message"]["content"].is_null());
@@ -153,7 +170,8 @@ async fn tool_calls_blocking_and_chunked_stream() {
     assert_eq!(tc.len(), 2);
     assert_eq!(tc[0]["type"], "function");
     assert_eq!(tc[0]["function"]["name"], "get_weather");
-    let args: Value = serde_json::from_str(tc[0]["function"]["arguments"].as_str().unwrap()).unwrap();
+    let args: Value =
+        serde_json::from_str(tc[0]["function"]["arguments"].as_str().unwrap()).unwrap();
     assert_eq!(args, json!({"city": "Paris", "unit": "celsius"}));
     assert!(tc[0]["id"].as_str().unwrap().starts_with("call_"));
     assert_eq!(tc[1]["id"], "call_fixed");
@@ -163,13 +181,23 @@ async fn tool_calls_blocking_and_chunked_stream() {
     let mut merged: Vec<(String, String, String)> = Vec::new();
     let mut fragments_per_call = [0usize; 2];
     for c in &chunks {
-        let Some(choice) = c["choices"].get(0) else { continue };
-        for d in choice["delta"]["tool_calls"].as_array().into_iter().flatten() {
+        let Some(choice) = c["choices"].get(0) else {
+            continue;
+        };
+        for d in choice["delta"]["tool_calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             let i = d["index"].as_u64().unwrap() as usize;
             if let Some(id) = d["id"].as_str() {
                 assert_eq!(d["type"], "function");
                 assert_eq!(merged.len(), i);
-                merged.push((id.to_owned(), d["function"]["name"].as_str().unwrap().to_owned(), String::new()));
+                merged.push((
+                    id.to_owned(),
+                    d["function"]["name"].as_str().unwrap().to_owned(),
+                    String::new(),
+                ));
             }
             let frag = d["function"]["arguments"].as_str().unwrap();
             if !frag.is_empty() {
@@ -181,13 +209,25 @@ async fn tool_calls_blocking_and_chunked_stream() {
     assert_eq!(merged.len(), 2);
     assert_eq!(merged[0].1, "get_weather");
     assert_eq!(merged[1].0, "call_fixed");
-    assert_eq!(serde_json::from_str::<Value>(&merged[0].2).unwrap()["city"], "Paris");
-    assert_eq!(serde_json::from_str::<Value>(&merged[1].2).unwrap()["order_id"], "A-1001");
-    assert!(fragments_per_call.iter().all(|&n| n >= 2), "arguments split: {fragments_per_call:?}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&merged[0].2).unwrap()["city"],
+        "Paris"
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&merged[1].2).unwrap()["order_id"],
+        "A-1001"
+    );
+    assert!(
+        fragments_per_call.iter().all(|&n| n >= 2),
+        "arguments split: {fragments_per_call:?}"
+    );
     let first = &chunks[0]["choices"][0]["delta"];
     assert_eq!(first["role"], "assistant");
     assert!(first["content"].is_null());
-    let finish = chunks.iter().rev().find_map(|c| c["choices"].get(0)?["finish_reason"].as_str());
+    let finish = chunks
+        .iter()
+        .rev()
+        .find_map(|c| c["choices"].get(0)?["finish_reason"].as_str());
     assert_eq!(finish, Some("tool_calls"));
     assert_eq!(llm.pending_steps(), 0);
 }
@@ -204,7 +244,9 @@ async fn text_then_tool_calls_and_raw_arguments() {
     assert_eq!(content, "Let me check.");
     let args: String = chunks
         .iter()
-        .filter_map(|c| c["choices"].get(0)?["delta"]["tool_calls"][0]["function"]["arguments"].as_str())
+        .filter_map(|c| {
+            c["choices"].get(0)?["delta"]["tool_calls"][0]["function"]["arguments"].as_str()
+        })
         .collect();
     assert_eq!(args, "{not json");
 }
@@ -221,7 +263,12 @@ async fn script_order_then_default() {
             .json()
             .await
             .unwrap();
-        got.push(v["choices"][0]["message"]["content"].as_str().unwrap().to_owned());
+        got.push(
+            v["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
     assert_eq!(got, ["first", "second", "second", "Echo: hi"]);
 }
@@ -231,7 +278,10 @@ async fn scripted_errors() {
     let llm = FakeLlm::start().await;
     llm.push(Step::error(500, "boom"));
     llm.push(Step::rate_limited(7));
-    llm.push(Step::error(400, "context too long").with_error_type("invalid_request_error", Some("context_length_exceeded".into())));
+    llm.push(Step::error(400, "context too long").with_error_type(
+        "invalid_request_error",
+        Some("context_length_exceeded".into()),
+    ));
 
     let r = post(&llm, "/chat/completions", &chat_body("m", "x", false)).await;
     assert_eq!(r.status(), 500);
@@ -301,7 +351,11 @@ async fn per_model_scripting_for_fallback() {
         .unwrap();
     assert_eq!(v["choices"][0]["message"]["content"], "from good");
     assert_eq!(llm.pending_steps(), 1, "the forever step stays");
-    let models: Vec<String> = llm.requests().iter().map(|r| r.model().unwrap().to_owned()).collect();
+    let models: Vec<String> = llm
+        .requests()
+        .iter()
+        .map(|r| r.model().unwrap().to_owned())
+        .collect();
     assert_eq!(models, ["bad", "bad", "bad", "other", "good"]);
 }
 
@@ -354,9 +408,12 @@ async fn recording_captures_path_headers_and_body() {
 
 #[tokio::test]
 async fn record_log_is_bounded() {
-    let llm = FakeLlm::start_with(Config { max_recorded: 2, ..Config::default() })
-        .await
-        .unwrap();
+    let llm = FakeLlm::start_with(Config {
+        max_recorded: 2,
+        ..Config::default()
+    })
+    .await
+    .unwrap();
     for t in ["a", "b", "c"] {
         post(&llm, "/chat/completions", &chat_body("m", t, false)).await;
     }
@@ -395,7 +452,10 @@ async fn embeddings_shape_and_determinism() {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(v["data"][0]["embedding"].as_str().unwrap())
         .unwrap();
-    let floats: Vec<f32> = bytes.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    let floats: Vec<f32> = bytes
+        .chunks(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
     assert_eq!(floats, embed_text("opening hours", 8));
 
     // Scripted embedding error; chat steps are not consumed by embeddings.
@@ -443,7 +503,11 @@ async fn dropped_connection_before_response() {
         .await
         .unwrap_err();
     assert!(!err.is_status(), "no HTTP response: {err}");
-    assert_eq!(llm.disconnects(), 0, "scripted drops are not client disconnects");
+    assert_eq!(
+        llm.disconnects(),
+        0,
+        "scripted drops are not client disconnects"
+    );
     // The server keeps serving.
     let r = post(&llm, "/chat/completions", &chat_body("m", "x", false)).await;
     assert_eq!(r.status(), 200);
@@ -453,7 +517,15 @@ async fn dropped_connection_before_response() {
 async fn dropped_connection_mid_stream() {
     let llm = FakeLlm::start().await;
     llm.push(Step::drop_mid_stream(2).with_chunk_delay(Duration::from_millis(10)));
-    let resp = post(&llm, "/chat/completions", &chat_body("m", "a b c d", true)).await;
+    assert_eq!(read_until_abort(&llm).await, 2);
+    llm.push(Step::drop_mid_stream(3));
+    assert_eq!(read_until_abort(&llm).await, 3);
+    assert_eq!(llm.disconnects(), 0);
+}
+
+/// Streams a request whose step aborts mid-stream; returns the number of events received.
+async fn read_until_abort(llm: &FakeLlm) -> usize {
+    let resp = post(llm, "/chat/completions", &chat_body("m", "a b c d", true)).await;
     assert_eq!(resp.status(), 200);
     let mut stream = resp.bytes_stream();
     let mut received = Vec::new();
@@ -469,17 +541,20 @@ async fn dropped_connection_mid_stream() {
     }
     assert!(failed, "the body must end with an error");
     let text = String::from_utf8(received).unwrap();
-    let events = sse(&text);
-    assert_eq!(events.len(), 2, "{text}");
     assert!(!text.contains("[DONE]"));
-    assert_eq!(llm.disconnects(), 0);
+    sse(&text).len()
 }
 
 #[tokio::test]
 async fn client_disconnect_mid_stream_is_counted() {
     let llm = FakeLlm::start().await;
     llm.push(Step::default_reply().with_chunk_delay(Duration::from_millis(50)));
-    let resp = post(&llm, "/chat/completions", &chat_body("m", "many words in this message to stream slowly", true)).await;
+    let resp = post(
+        &llm,
+        "/chat/completions",
+        &chat_body("m", "many words in this message to stream slowly", true),
+    )
+    .await;
     let mut stream = resp.bytes_stream();
     let first = stream.next().await.unwrap().unwrap();
     assert!(first.starts_with(b"data: "));
@@ -494,7 +569,11 @@ async fn client_disconnect_during_delay_is_counted() {
     llm.push(Step::text("late").with_delay(Duration::from_secs(30)));
     let url = format!("{}/chat/completions", llm.base_url());
     let task = tokio::spawn(async move {
-        client().post(url).json(&chat_body("m", "x", false)).send().await
+        client()
+            .post(url)
+            .json(&chat_body("m", "x", false))
+            .send()
+            .await
     });
     assert!(llm.wait_for_requests(1, Duration::from_secs(5)).await);
     task.abort();
@@ -531,7 +610,10 @@ async fn anthropic_messages_blocking_and_stream() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["type"], "message");
     assert_eq!(v["role"], "assistant");
-    assert_eq!(v["content"], json!([{"type": "text", "text": "Echo: hi there"}]));
+    assert_eq!(
+        v["content"],
+        json!([{"type": "text", "text": "Echo: hi there"}])
+    );
     assert_eq!(v["stop_reason"], "end_turn");
     assert_eq!(v["usage"]["input_tokens"], 2 + 3 + 2);
     assert_eq!(v["usage"]["output_tokens"], 3);
@@ -540,7 +622,15 @@ async fn anthropic_messages_blocking_and_stream() {
     llm.push(Step::tool_call("get_weather", json!({"city": "Oslo"})).with_text("Checking."));
     let mut sbody = body.clone();
     sbody["stream"] = json!(true);
-    let text = client().post(llm.url("/v1/messages")).json(&sbody).send().await.unwrap().text().await.unwrap();
+    let text = client()
+        .post(llm.url("/v1/messages"))
+        .json(&sbody)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let events = sse(&text);
     let names: Vec<&str> = events.iter().map(|(n, _)| n.as_deref().unwrap()).collect();
     assert_eq!(names[0], "message_start");
@@ -559,7 +649,9 @@ async fn anthropic_messages_blocking_and_stream() {
             }
             "content_block_delta" => match d["delta"]["type"].as_str().unwrap() {
                 "text_delta" => text_out.push_str(d["delta"]["text"].as_str().unwrap()),
-                "input_json_delta" => json_out.push_str(d["delta"]["partial_json"].as_str().unwrap()),
+                "input_json_delta" => {
+                    json_out.push_str(d["delta"]["partial_json"].as_str().unwrap())
+                }
                 other => panic!("unexpected delta {other}"),
             },
             "message_delta" => assert_eq!(d["delta"]["stop_reason"], "tool_use"),
@@ -568,14 +660,25 @@ async fn anthropic_messages_blocking_and_stream() {
     }
     assert_eq!(text_out, "Checking.");
     assert_eq!(tool_name.as_deref(), Some("get_weather"));
-    assert_eq!(serde_json::from_str::<Value>(&json_out).unwrap(), json!({"city": "Oslo"}));
+    assert_eq!(
+        serde_json::from_str::<Value>(&json_out).unwrap(),
+        json!({"city": "Oslo"})
+    );
 
     // Anthropic-style errors and validation.
     llm.push(Step::error(529, "busy"));
-    let r = client().post(llm.url("/v1/messages")).json(&body).send().await.unwrap();
+    let r = client()
+        .post(llm.url("/v1/messages"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 529);
     let v: Value = r.json().await.unwrap();
-    assert_eq!(v, json!({"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}));
+    assert_eq!(
+        v,
+        json!({"type": "error", "error": {"type": "overloaded_error", "message": "busy"}})
+    );
     let r = client()
         .post(llm.url("/v1/messages"))
         .json(&json!({"model": "c", "messages": [{"role": "user", "content": "x"}]}))
@@ -600,18 +703,46 @@ async fn admin_http_api_scripts_a_separate_process_style_client() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(r.json::<Value>().await.unwrap(), json!({"queued": 3, "pending_steps": 3}));
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"queued": 3, "pending_steps": 3})
+    );
 
-    let r = c.post(llm.url("/_admin/script")).json(&json!({"type": "txt"})).send().await.unwrap();
+    let r = c
+        .post(llm.url("/_admin/script"))
+        .json(&json!({"type": "txt"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
 
-    assert_eq!(post(&llm, "/chat/completions", &chat_body("bad", "x", false)).await.status(), 503);
-    let v: Value = post(&llm, "/chat/completions", &chat_body("good", "x", false)).await.json().await.unwrap();
+    assert_eq!(
+        post(&llm, "/chat/completions", &chat_body("bad", "x", false))
+            .await
+            .status(),
+        503
+    );
+    let v: Value = post(&llm, "/chat/completions", &chat_body("good", "x", false))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v["choices"][0]["message"]["content"], "scripted");
-    let v: Value = post(&llm, "/chat/completions", &chat_body("good", "x", false)).await.json().await.unwrap();
+    let v: Value = post(&llm, "/chat/completions", &chat_body("good", "x", false))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
 
-    let stats: Value = c.get(llm.url("/_admin/stats")).send().await.unwrap().json().await.unwrap();
+    let stats: Value = c
+        .get(llm.url("/_admin/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(stats["requests"], 3);
     assert_eq!(stats["pending_steps"], 1);
     assert_eq!(stats["disconnects"], 0);
@@ -630,15 +761,32 @@ async fn admin_http_api_scripts_a_separate_process_style_client() {
 
     let r = c.post(llm.url("/_admin/reset")).send().await.unwrap();
     assert_eq!(r.json::<Value>().await.unwrap(), json!({"ok": true}));
-    let stats: Value = c.get(llm.url("/_admin/stats")).send().await.unwrap().json().await.unwrap();
+    let stats: Value = c
+        .get(llm.url("/_admin/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(stats["requests"], 0);
     assert_eq!(stats["pending_steps"], 0);
     assert_eq!(stats["default_latency_ms"], 0);
     assert_eq!(stats["embedding_dimensions"], 1536);
 
-    let h: Value = c.get(llm.url("/health")).send().await.unwrap().json().await.unwrap();
+    let h: Value = c
+        .get(llm.url("/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(h, json!({"status": "ok"}));
-    assert!(llm.requests().is_empty(), "admin and health are not recorded");
+    assert!(
+        llm.requests().is_empty(),
+        "admin and health are not recorded"
+    );
 }
 
 #[tokio::test]
@@ -648,6 +796,10 @@ async fn shutdown_on_drop() {
     assert_eq!(client().get(&url).send().await.unwrap().status(), 200);
     drop(llm);
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let fresh = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(0).build().unwrap();
+    let fresh = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
     assert!(fresh.get(&url).send().await.is_err());
 }
