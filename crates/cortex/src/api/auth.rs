@@ -1,0 +1,134 @@
+//! Authentication is on for every route except the explicit public list below. A request's
+//! credentials become an [`Identity`] in its extensions; handlers take it with `Caller`.
+
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::HeaderMap;
+use axum::middleware::Next;
+use axum::response::Response;
+use chrono::Utc;
+
+use super::error::{ApiError, MALFORMED_KEY};
+use crate::auth::{Identity, Principal, api_key};
+use crate::state::AppState;
+use crate::store::ApiKeyStore;
+
+/// Routes that answer without credentials. Everything else requires them.
+pub const PUBLIC_ROUTES: &[&str] = &[
+    "/health",
+    "/v1/health",
+    "/health/detailed",
+    "/openapi.json",
+    "/portal/api/login",
+];
+
+enum Credential<'a> {
+    ApiKey(&'a str),
+    Jwt(&'a str),
+    Malformed,
+    None,
+}
+
+fn credential(headers: &HeaderMap) -> Credential<'_> {
+    if let Some(v) = headers.get("x-api-key") {
+        return match v.to_str() {
+            Ok(k) if k.trim().starts_with(api_key::PREFIX) => Credential::ApiKey(k.trim()),
+            _ => Credential::Malformed,
+        };
+    }
+    let Some(auth) = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Credential::None;
+    };
+    let Some((scheme, token)) = auth.split_once(' ') else {
+        return Credential::None;
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Credential::None;
+    }
+    let token = token.trim();
+    if token.starts_with(api_key::PREFIX) {
+        Credential::ApiKey(token)
+    } else if token.split('.').count() == 3 {
+        Credential::Jwt(token)
+    } else {
+        Credential::None
+    }
+}
+
+/// Resolve the caller of a request from its headers.
+pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Identity, ApiError> {
+    match credential(headers) {
+        Credential::None => Err(ApiError::unauthorized()),
+        Credential::Malformed => Err(ApiError::Unauthorized(MALFORMED_KEY.into())),
+        Credential::Jwt(token) => {
+            let claims = state.jwt.verify(token).ok_or_else(ApiError::unauthorized)?;
+            Ok(Identity {
+                company_id: claims.company_id,
+                principal: Principal::User {
+                    user_id: claims.sub,
+                    role: claims.role,
+                },
+                scopes: vec!["*".into()],
+            })
+        }
+        Credential::ApiKey(raw) => {
+            if !api_key::is_well_formed(raw) {
+                return Err(ApiError::Unauthorized(MALFORMED_KEY.into()));
+            }
+            let hash = api_key::hash(raw);
+            let key = state
+                .store
+                .find_key_by_hash(&hash)
+                .await?
+                .ok_or_else(ApiError::unauthorized)?;
+            let now = Utc::now();
+            let usable = api_key::hashes_equal(&key.key_hash, &hash)
+                && key.revoked_at.is_none()
+                && key.expires_at.is_none_or(|exp| exp > now);
+            if !usable {
+                return Err(ApiError::unauthorized());
+            }
+            touch_if_due(state, &key, now);
+            Ok(Identity {
+                company_id: key.company_id,
+                principal: Principal::ApiKey { key_id: key.id },
+                scopes: key.scopes,
+            })
+        }
+    }
+}
+
+/// Write `last_used_at` in the background when it is older than the configured interval;
+/// otherwise nothing is written, so verification costs one indexed read.
+fn touch_if_due(state: &AppState, key: &crate::store::ApiKey, now: chrono::DateTime<Utc>) {
+    let secs = state.config.auth.api_key_touch_interval_seconds;
+    let interval = chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1000));
+    let due = key.last_used_at.is_none_or(|t| now - t >= interval);
+    if !due || !state.claim_key_touch(key.id, Duration::from_secs(secs)) {
+        return;
+    }
+    let (st, company_id, key_id) = (state.clone(), key.company_id, key.id);
+    state.tasks.spawn(async move {
+        if let Err(e) = st.store.touch_key(company_id, key_id, now, interval).await {
+            tracing::warn!(error = %e, %key_id, "could not record api key use");
+        }
+    });
+}
+
+/// The layer: public routes pass, everything else needs a valid credential.
+pub async fn require_auth(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if PUBLIC_ROUTES.contains(&req.uri().path()) {
+        return Ok(next.run(req).await);
+    }
+    let identity = authenticate(&state, req.headers()).await?;
+    req.extensions_mut().insert(identity);
+    Ok(next.run(req).await)
+}

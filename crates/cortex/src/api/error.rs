@@ -1,0 +1,160 @@
+//! The one place where failures become HTTP: status, code and the contract's envelope
+//! `{"success": false, "detail": …, "error": {"code", "message"}}`. 5xx details go to the log only.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::store::StoreError;
+
+/// One validation failure, in FastAPI's shape.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct FieldError {
+    /// Where: `["body", "name"]`, `["query", "limit"]`.
+    pub loc: Vec<Value>,
+    pub msg: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+impl FieldError {
+    pub fn body(field: &str, msg: impl Into<String>, kind: &str) -> Self {
+        Self {
+            loc: vec![json!("body"), json!(field)],
+            msg: msg.into(),
+            kind: kind.into(),
+        }
+    }
+
+    pub fn query(field: &str, msg: impl Into<String>, kind: &str) -> Self {
+        Self {
+            loc: vec![json!("query"), json!(field)],
+            msg: msg.into(),
+            kind: kind.into(),
+        }
+    }
+}
+
+/// Every failure a handler can answer with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("request validation failed")]
+    Validation(Vec<FieldError>),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// Shutting down, or a dependency is unreachable; `detail` is an object where the contract shows one.
+    #[error("{message}")]
+    ServiceUnavailable {
+        message: String,
+        detail: Option<Value>,
+    },
+    #[error("{0}")]
+    GatewayTimeout(String),
+    /// Logged with its cause; the client sees a generic message.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+pub const NO_CREDENTIALS: &str = "No valid authentication credentials found";
+pub const MALFORMED_KEY: &str = "Invalid API key format. Expected format: ctx_…";
+
+impl ApiError {
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+
+    pub fn unauthorized() -> Self {
+        ApiError::Unauthorized(NO_CREDENTIALS.into())
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        ApiError::NotFound(format!("{what} not found"))
+    }
+
+    pub fn validation(errors: Vec<FieldError>) -> Self {
+        ApiError::Validation(errors)
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BAD_REQUEST"),
+            ApiError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_ERROR"),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "CONFLICT"),
+            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
+            ApiError::ServiceUnavailable { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE")
+            }
+            ApiError::GatewayTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "GATEWAY_TIMEOUT"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ApiError::NotFound("Resource not found".into()),
+            StoreError::Conflict(what) => ApiError::Conflict(what),
+            StoreError::Corrupt(_) | StoreError::Db(_) | StoreError::Migrate(_) => {
+                ApiError::internal(e)
+            }
+        }
+    }
+}
+
+/// The error envelope, for handlers and layers that build responses themselves.
+pub fn envelope(status: StatusCode, code: &str, message: &str, detail: Value) -> Response {
+    let body =
+        json!({"success": false, "detail": detail, "error": {"code": code, "message": message}});
+    let mut resp = (status, axum::Json(body)).into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.parts();
+        match self {
+            ApiError::Validation(errors) => {
+                envelope(status, code, "Request validation failed", json!(errors))
+            }
+            ApiError::ServiceUnavailable { message, detail } => {
+                let detail = detail.unwrap_or_else(|| json!(message));
+                envelope(status, code, &message, detail)
+            }
+            ApiError::Internal(cause) => {
+                tracing::error!(error = %cause, "internal error");
+                envelope(
+                    status,
+                    code,
+                    "Internal server error",
+                    json!("Internal server error"),
+                )
+            }
+            ApiError::BadRequest(m)
+            | ApiError::Unauthorized(m)
+            | ApiError::Forbidden(m)
+            | ApiError::NotFound(m)
+            | ApiError::Conflict(m)
+            | ApiError::PayloadTooLarge(m)
+            | ApiError::GatewayTimeout(m) => envelope(status, code, &m, json!(m)),
+        }
+    }
+}

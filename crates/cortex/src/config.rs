@@ -1,0 +1,257 @@
+//! Configuration: defaults → optional TOML file → `CORTEX_…` environment (`__` nests), validated once.
+//!
+//! `DATABASE_URL` and `REDIS_URL` are also read unprefixed, as every hosting platform sets them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration of one Cortex node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP server listens on.
+    pub bind: SocketAddr,
+    /// Directory for the SQLite file, uploads and local indexes (created if missing).
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`; empty means `sqlite://<data_dir>/cortex.db`.
+    pub database_url: Option<String>,
+    /// Stable name of this node in health answers and logs; random when empty.
+    pub instance_id: Option<String>,
+    pub auth: AuthConfig,
+    pub cors: CorsConfig,
+    pub limits: LimitsConfig,
+    pub shutdown: ShutdownConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HS256 secret for portal session tokens. When empty, one is generated on the first start
+    /// and kept in the database, so every node sharing the database agrees on it.
+    #[serde(serialize_with = "ser_secret_opt")]
+    pub jwt_secret: Option<SecretString>,
+    /// Lifetime of a portal session token, in seconds.
+    pub jwt_ttl_seconds: u64,
+    /// `last_used_at` of an API key is written at most once per this many seconds.
+    pub api_key_touch_interval_seconds: u64,
+    /// Email of the first admin created on an empty database.
+    pub bootstrap_email: String,
+    /// Password of the first admin; generated and printed once when empty.
+    #[serde(serialize_with = "ser_secret_opt")]
+    pub bootstrap_password: Option<SecretString>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Exact origins (`https://app.example.com`) or wildcard patterns (`https://*.example.com`).
+    pub allowed_origins: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest accepted JSON body, in bytes.
+    pub json_body_bytes: usize,
+    /// Largest accepted multipart upload, in bytes.
+    pub upload_bytes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// After a stop signal, keep accepting connections this long while health answers 503,
+    /// so load balancers take the node out of rotation.
+    pub announce_seconds: f64,
+    /// Then wait at most this long for in-flight requests before exiting.
+    pub drain_seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `json` (structured, the default) or `pretty`.
+    pub format: LogFormat,
+    /// An `EnvFilter` directive such as `info` or `cortex=debug,tower_http=info`.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+fn ser_secret_opt<S: serde::Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(_) => s.serialize_some("[redacted]"),
+        None => s.serialize_none(),
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("data"),
+            database_url: None,
+            instance_id: None,
+            auth: AuthConfig::default(),
+            cors: CorsConfig::default(),
+            limits: LimitsConfig::default(),
+            shutdown: ShutdownConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            jwt_secret: None,
+            jwt_ttl_seconds: 24 * 3600,
+            api_key_touch_interval_seconds: 15 * 60,
+            bootstrap_email: "admin@cortex.local".into(),
+            bootstrap_password: None,
+        }
+    }
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        Self {
+            allowed_origins: vec!["http://localhost:3000".into()],
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            json_body_bytes: 1024 * 1024,
+            upload_bytes: 60 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            announce_seconds: 0.0,
+            drain_seconds: 30.0,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Json,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Invalid configuration: the message names the offending key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Load defaults, then the TOML file (if given), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        fig = fig
+            .merge(Env::raw().only(&["DATABASE_URL"]))
+            .merge(
+                Env::prefixed("CORTEX_")
+                    .filter(|k| {
+                        let k = k.as_str().to_ascii_lowercase();
+                        // Not configuration: the config file's path and a CLI input, the two
+                        // bootstrap variables (mapped below) and variables of the test tooling.
+                        !(k == "config"
+                            || k == "new_user_password"
+                            || k.starts_with("bootstrap_")
+                            || k.starts_with("test_")
+                            || k.starts_with("skip_"))
+                    })
+                    .split("__"),
+            )
+            .merge(
+                Env::prefixed("CORTEX_")
+                    .only(&["BOOTSTRAP_EMAIL", "BOOTSTRAP_PASSWORD"])
+                    .map(|k| format!("auth.{}", k.as_str().to_ascii_lowercase()).into()),
+            );
+        let cfg: Config = fig.extract().map_err(|e| ConfigError(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Check the values that deserialisation alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.database_url
+            && !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError(
+                "database_url must start with sqlite:, postgres:// or postgresql://".into(),
+            ));
+        }
+        if self.auth.jwt_ttl_seconds == 0 {
+            return Err(ConfigError("auth.jwt_ttl_seconds must be positive".into()));
+        }
+        if let Some(secret) = &self.auth.jwt_secret {
+            use secrecy::ExposeSecret;
+            if secret.expose_secret().len() < 32 {
+                return Err(ConfigError(
+                    "auth.jwt_secret must be at least 32 characters".into(),
+                ));
+            }
+        }
+        if !self.auth.bootstrap_email.contains('@') {
+            return Err(ConfigError(
+                "auth.bootstrap_email is not an email address".into(),
+            ));
+        }
+        for origin in &self.cors.allowed_origins {
+            crate::api::cors::OriginPattern::parse(origin).map_err(ConfigError)?;
+        }
+        if self.limits.json_body_bytes == 0 || self.limits.upload_bytes == 0 {
+            return Err(ConfigError("limits must be positive".into()));
+        }
+        if !(self.shutdown.drain_seconds >= 0.0 && self.shutdown.announce_seconds >= 0.0) {
+            return Err(ConfigError("shutdown times must be non-negative".into()));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| ConfigError(format!("log.level: {e}")))?;
+        Ok(())
+    }
+
+    /// The database URL actually used: the configured one or the SQLite file in the data dir.
+    pub fn effective_database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) if !url.is_empty() => url.clone(),
+            _ => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("cortex.db").display()
+            ),
+        }
+    }
+}

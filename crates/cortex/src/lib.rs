@@ -1,0 +1,9 @@
+//! Cortex: a self-hosted, multi-tenant AI agent backend. See `ARCHITECTURE.md` for the map.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod server;
+pub mod state;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,147 @@
+//! Start-up and lifecycle: connect, migrate, bootstrap, serve, drain.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use secrecy::ExposeSecret;
+
+use crate::auth::jwt::JwtKeys;
+use crate::auth::password;
+use crate::config::Config;
+use crate::state::AppState;
+use crate::store::SqlStore;
+
+fn random_string(n: usize) -> String {
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(n)
+        .map(char::from)
+        .collect()
+}
+
+/// Connect to the database, apply migrations, settle the signing secret and create the first
+/// admin on an empty database.
+pub async fn init(config: Config) -> anyhow::Result<AppState> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let store = SqlStore::connect(&config.effective_database_url())
+        .await
+        .context("connecting to the database")?;
+    store.migrate().await.context("applying migrations")?;
+
+    let secret = match &config.auth.jwt_secret {
+        Some(s) => s.expose_secret().to_owned(),
+        None => {
+            store
+                .get_or_init_setting("jwt_secret", &random_string(64))
+                .await?
+        }
+    };
+    let jwt = JwtKeys::new(secret.as_bytes(), config.auth.jwt_ttl_seconds);
+    let instance_id = config
+        .instance_id
+        .clone()
+        .unwrap_or_else(|| format!("cortex-{}", &random_string(10).to_lowercase()));
+
+    bootstrap(&store, &config).await?;
+    Ok(AppState::new(Arc::new(config), store, jwt, instance_id))
+}
+
+/// On an empty database: the first company and its admin, with the configured password or a
+/// generated one shown once on the terminal.
+async fn bootstrap(store: &SqlStore, config: &Config) -> anyhow::Result<()> {
+    let (pw, generated) = match &config.auth.bootstrap_password {
+        Some(p) => (p.expose_secret().to_owned(), false),
+        None => (random_string(20), true),
+    };
+    let pw_for_hash = pw.clone();
+    let hash = tokio::task::spawn_blocking(move || password::hash(&pw_for_hash))
+        .await?
+        .map_err(|e| anyhow::anyhow!("hashing the bootstrap password: {e}"))?;
+    if let Some((company, user)) = store
+        .bootstrap("Default", &config.auth.bootstrap_email, &hash)
+        .await?
+    {
+        tracing::info!(company_id = %company.id, user_id = %user.id, email = %user.email, "created the first company and admin");
+        if generated {
+            println!(
+                "\n  Cortex created the first admin. This password is shown only once:\n\n    email:    {}\n    password: {}\n\n  Log in: curl -s -X POST http://{}/portal/api/login -H 'content-type: application/json' \\\n            -d '{{\"email\":\"{}\",\"password\":\"{}\"}}'\n",
+                user.email, pw, config.bind, user.email, pw
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Serve until `signal` resolves, then: health answers 503 for `announce_seconds` while
+/// connections are still accepted, then no new connections and in-flight requests get up to
+/// `drain_seconds` to finish.
+pub async fn serve(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = crate::api::router(state.clone());
+    let announce = Duration::from_secs_f64(state.config.shutdown.announce_seconds);
+    let drain = Duration::from_secs_f64(state.config.shutdown.drain_seconds);
+    let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
+    let st = state.clone();
+    let graceful = async move {
+        signal.await;
+        tracing::info!(instance_id = %st.instance_id, "shutdown requested: health now answers 503");
+        st.begin_shutdown();
+        tokio::time::sleep(announce).await;
+        tracing::info!("no longer accepting connections; draining in-flight requests");
+        let _ = draining_tx.send(());
+    };
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(graceful)
+    .into_future();
+    let deadline = async move {
+        if draining_rx.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(drain).await;
+    };
+    tokio::select! {
+        res = server => res.context("http server")?,
+        () = deadline => tracing::warn!(drain_seconds = drain.as_secs_f64(), "drain time elapsed; closing remaining connections"),
+    }
+    state.tasks.close();
+    if tokio::time::timeout(drain, state.tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("background tasks still running at exit");
+    }
+    state.store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+}

@@ -1,0 +1,81 @@
+//! The state every handler shares: configuration, store, signing keys, lifecycle.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use crate::auth::jwt::JwtKeys;
+use crate::config::Config;
+use crate::store::SqlStore;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub config: Arc<Config>,
+    pub store: SqlStore,
+    pub jwt: JwtKeys,
+    pub instance_id: String,
+    /// Background work (key touches, later: memory extraction, runs) that shutdown waits for.
+    pub tasks: TaskTracker,
+    /// Cancelled when the node begins shutting down.
+    pub shutdown: CancellationToken,
+    shutting_down: AtomicBool,
+    /// When this node last wrote `last_used_at` per key, so bursts cause one write, not many.
+    key_touches: std::sync::Mutex<HashMap<Uuid, Instant>>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(config: Arc<Config>, store: SqlStore, jwt: JwtKeys, instance_id: String) -> Self {
+        Self(Arc::new(Inner {
+            config,
+            store,
+            jwt,
+            instance_id,
+            tasks: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+            shutting_down: AtomicBool::new(false),
+            key_touches: std::sync::Mutex::new(HashMap::new()),
+        }))
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// Health turns 503 from here on; background work is asked to stop.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        self.shutdown.cancel();
+    }
+
+    /// Whether this node should write `last_used_at` for a key now (at most once per interval).
+    pub fn claim_key_touch(&self, key_id: Uuid, interval: std::time::Duration) -> bool {
+        let now = Instant::now();
+        let Ok(mut map) = self.key_touches.lock() else {
+            return false;
+        };
+        match map.get(&key_id) {
+            Some(last) if now.duration_since(*last) < interval => false,
+            _ => {
+                if map.len() > 100_000 {
+                    map.retain(|_, t| now.duration_since(*t) < interval);
+                }
+                map.insert(key_id, now);
+                true
+            }
+        }
+    }
+}

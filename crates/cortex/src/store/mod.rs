@@ -1,0 +1,239 @@
+//! Storage: one SQL store over SQLite (embedded) or PostgreSQL (scaled out), split into traits per
+//! area. Every method that reads or writes tenant data takes the company id first; the only
+//! unscoped look-ups are the authentication ones (`find_user_by_email`, `find_key_by_hash`), which
+//! establish the company in the first place.
+//!
+//! Queries are written once in portable SQL (`$n` parameters, text ids and timestamps) and run
+//! through sqlx's `Any` driver; each backend keeps its own migrations directory.
+
+mod api_keys;
+mod companies;
+mod users;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Timelike, Utc};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+use uuid::Uuid;
+
+pub use api_keys::{ApiKey, ApiKeyStore, NewApiKey};
+pub use companies::{Company, CompanyStore};
+pub use users::{Role, User, UserStore};
+
+/// Which database the store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// Storage failures, free of HTTP concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    /// Map a unique-constraint violation to `Conflict`, everything else to `Db`.
+    pub(crate) fn from_insert(e: sqlx::Error, what: &str) -> Self {
+        match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(format!("{what} already exists"))
+            }
+            _ => StoreError::Db(e),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The SQL store shared by every handler (cheap to clone).
+#[derive(Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+impl SqlStore {
+    /// Connect to `url` (`sqlite:…` or `postgres://…`). SQLite files are created on demand and
+    /// opened in WAL mode with a busy timeout.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        let options = AnyConnectOptions::from_str(url)?;
+        let pool = match backend {
+            Backend::Sqlite => {
+                AnyPoolOptions::new()
+                    .max_connections(8)
+                    .min_connections(1)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
+                                 PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(options)
+                    .await?
+            }
+            Backend::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(options)
+                    .await?
+            }
+        };
+        Ok(Self { pool, backend })
+    }
+
+    /// Apply this backend's migrations (idempotent; PostgreSQL serialises concurrent nodes with an
+    /// advisory lock).
+    pub async fn migrate(&self) -> StoreResult<()> {
+        match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATOR.run(&self.pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATOR.run(&self.pool).await?,
+        }
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// One real round trip to the database.
+    pub async fn ping(&self) -> StoreResult<()> {
+        let one: i64 = sqlx::query_scalar("SELECT 1").fetch_one(&self.pool).await?;
+        if one == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Corrupt("SELECT 1 answered otherwise".into()))
+        }
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Read a node-shared setting, storing `default` first if it is absent (first writer wins).
+    pub async fn get_or_init_setting(&self, key: &str, default: &str) -> StoreResult<String> {
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(default)
+        .execute(&self.pool)
+        .await?;
+        let value: String = sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(value)
+    }
+
+    /// On an empty database, create the first company and its admin in one transaction.
+    /// Returns `None` when the database already has a company (or another node won the race).
+    pub async fn bootstrap(
+        &self,
+        company_name: &str,
+        email: &str,
+        password_hash: &str,
+    ) -> StoreResult<Option<(Company, User)>> {
+        let mut tx = self.pool.begin().await?;
+        let claimed = sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ('bootstrapped_at', $1) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(fmt_ts(now()))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let companies: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM companies")
+            .fetch_one(&mut *tx)
+            .await?;
+        if claimed == 0 || companies > 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let company = companies::insert(&mut tx, company_name, "enterprise").await?;
+        let user = users::insert(&mut tx, company.id, email, password_hash, Role::Admin).await?;
+        tx.commit().await?;
+        Ok(Some((company, user)))
+    }
+}
+
+/// Timestamps are stored as fixed-width RFC 3339 UTC text (microseconds), which sorts as text.
+pub(crate) fn fmt_ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+pub(crate) fn parse_ts(s: &str) -> StoreResult<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Corrupt(format!("timestamp {s:?}: {e}")))
+}
+
+pub(crate) fn parse_opt_ts(s: Option<&str>) -> StoreResult<Option<DateTime<Utc>>> {
+    s.map(parse_ts).transpose()
+}
+
+pub(crate) fn parse_id(s: &str) -> StoreResult<Uuid> {
+    Uuid::parse_str(s).map_err(|e| StoreError::Corrupt(format!("id {s:?}: {e}")))
+}
+
+/// The current time at the stored precision (microseconds), so what a handler returns equals
+/// what a later read returns.
+pub fn now() -> DateTime<Utc> {
+    let t = Utc::now();
+    t.with_nanosecond(t.nanosecond() / 1000 * 1000).unwrap_or(t)
+}
+
+/// Truncate a timestamp to the stored precision.
+pub fn to_stored(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.with_nanosecond(t.nanosecond() / 1000 * 1000).unwrap_or(t)
+}
+
+/// A new time-ordered id.
+pub fn new_id() -> Uuid {
+    Uuid::now_v7()
+}
+
+/// One page of a list.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: i64,
+}

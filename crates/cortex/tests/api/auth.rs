@@ -1,0 +1,259 @@
+//! Every credential form, and every way a credential can be wrong.
+
+use serde_json::json;
+
+use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, Auth, Backend, eventually, spawn_app};
+use crate::on_every_backend;
+
+const NO_CREDENTIALS: &str = "No valid authentication credentials found";
+const MALFORMED: &str = "Invalid API key format. Expected format: ctx_…";
+
+on_every_backend!(
+    login_good_and_bad,
+    each_credential_form_identifies_the_caller,
+    missing_malformed_and_unknown_credentials_are_refused,
+    revoked_key_is_refused_at_once,
+    expired_key_is_refused,
+    last_used_at_is_written_once_per_interval,
+    forged_or_expired_tokens_are_refused,
+);
+
+async fn login_good_and_bad(b: Backend) {
+    let app = spawn_app(b).await;
+    let ok = app
+        .post(
+            "/portal/api/login",
+            &Auth::None,
+            json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}),
+        )
+        .await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert!(ok.body["token"].as_str().unwrap().starts_with("eyJ"));
+    assert_eq!(ok.body["user"]["email"], ADMIN_EMAIL);
+    assert!(
+        ok.body["user"]["company_id"]
+            .as_str()
+            .unwrap()
+            .parse::<uuid::Uuid>()
+            .is_ok()
+    );
+    // Email is case-insensitive.
+    let upper = app
+        .post(
+            "/portal/api/login",
+            &Auth::None,
+            json!({"email": ADMIN_EMAIL.to_uppercase(), "password": ADMIN_PASSWORD}),
+        )
+        .await;
+    assert_eq!(upper.status, 200);
+
+    let wrong_pw = app
+        .post(
+            "/portal/api/login",
+            &Auth::None,
+            json!({"email": ADMIN_EMAIL, "password": "nope"}),
+        )
+        .await;
+    let unknown = app
+        .post(
+            "/portal/api/login",
+            &Auth::None,
+            json!({"email": "ghost@x.y", "password": "nope"}),
+        )
+        .await;
+    // The same answer whether the email exists or not.
+    assert_eq!(
+        wrong_pw.assert_error(401, "UNAUTHORIZED"),
+        unknown.assert_error(401, "UNAUTHORIZED")
+    );
+    app.post(
+        "/portal/api/login",
+        &Auth::None,
+        json!({"email": ADMIN_EMAIL}),
+    )
+    .await
+    .assert_error(422, "VALIDATION_ERROR");
+}
+
+async fn each_credential_form_identifies_the_caller(b: Backend) {
+    let app = spawn_app(b).await;
+    let session = app.admin().await;
+    let me_jwt = app.get("/v1/me", &session).await;
+    assert_eq!(me_jwt.status, 200, "{}", me_jwt.body);
+    assert_eq!(me_jwt.body["auth"], "jwt");
+    assert!(me_jwt.body["user_id"].is_string());
+    assert!(me_jwt.body.get("api_key_id").is_none());
+    let company = me_jwt.body["company_id"].clone();
+
+    let created = app
+        .create_key(
+            &session,
+            json!({"name": "ci", "scopes": ["chat", "agents:*"]}),
+        )
+        .await;
+    let raw = created["key"].as_str().unwrap().to_string();
+    for auth in [Auth::Bearer(raw.clone()), Auth::ApiKeyHeader(raw.clone())] {
+        let me = app.get("/v1/me", &auth).await;
+        assert_eq!(me.status, 200, "{auth:?}: {}", me.body);
+        assert_eq!(me.body["auth"], "api_key");
+        assert_eq!(me.body["api_key_id"], created["id"]);
+        assert_eq!(me.body["company_id"], company);
+        assert_eq!(me.body["scopes"], json!(["chat", "agents:*"]));
+        assert!(me.body.get("user_id").is_none());
+    }
+}
+
+async fn missing_malformed_and_unknown_credentials_are_refused(b: Backend) {
+    let app = spawn_app(b).await;
+    let cases = [
+        (Auth::None, NO_CREDENTIALS),
+        (Auth::Bearer("not-a-token".into()), NO_CREDENTIALS),
+        (Auth::Bearer("a.b.c".into()), NO_CREDENTIALS),
+        (Auth::Bearer("ctx_short".into()), MALFORMED),
+        (Auth::ApiKeyHeader("garbage".into()), MALFORMED),
+        (
+            Auth::ApiKeyHeader("ctx_0123456789abcdef0123456789abcdef!!".into()),
+            MALFORMED,
+        ),
+        // Well-formed but unknown: the same message as a missing credential, revealing nothing.
+        (
+            Auth::ApiKeyHeader(format!("ctx_{}", "A".repeat(40))),
+            NO_CREDENTIALS,
+        ),
+        (
+            Auth::Bearer(format!("ctx_{}", "b".repeat(40))),
+            NO_CREDENTIALS,
+        ),
+    ];
+    for (auth, message) in cases {
+        let r = app.get("/v1/me", &auth).await;
+        assert_eq!(r.assert_error(401, "UNAUTHORIZED"), message, "{auth:?}");
+        assert_eq!(r.body["detail"], message);
+    }
+    // A Basic header is not a credential we accept.
+    let r = app
+        .client
+        .get(format!("{}/v1/me", app.base))
+        .basic_auth("u", Some("p"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+async fn revoked_key_is_refused_at_once(b: Backend) {
+    let app = spawn_app(b).await;
+    let session = app.admin().await;
+    let created = app.create_key(&session, json!({"name": "to revoke"})).await;
+    let key = Auth::ApiKeyHeader(created["key"].as_str().unwrap().into());
+    assert_eq!(app.get("/v1/me", &key).await.status, 200);
+    let del = app
+        .delete(
+            &format!("/portal/api/keys/{}", created["id"].as_str().unwrap()),
+            &session,
+        )
+        .await;
+    assert_eq!(del.status, 200, "{}", del.body);
+    assert_eq!(del.body["revoked"], true);
+    // The very next request fails: no validation cache outlives a revocation.
+    app.get("/v1/me", &key)
+        .await
+        .assert_error(401, "UNAUTHORIZED");
+    // Revoking twice is a 404, and the key is gone from the list.
+    app.delete(
+        &format!("/portal/api/keys/{}", created["id"].as_str().unwrap()),
+        &session,
+    )
+    .await
+    .assert_error(404, "NOT_FOUND");
+    let list = app.get("/portal/api/keys", &session).await;
+    assert_eq!(list.body["pagination"]["total"], 0);
+}
+
+async fn expired_key_is_refused(b: Backend) {
+    let app = spawn_app(b).await;
+    let session = app.admin().await;
+    let created = app
+        .create_key(
+            &session,
+            json!({"name": "short-lived", "expires_in_days": 1}),
+        )
+        .await;
+    let expires: chrono::DateTime<chrono::Utc> =
+        created["expires_at"].as_str().unwrap().parse().unwrap();
+    let delta = expires - chrono::Utc::now();
+    assert!(
+        delta > chrono::Duration::hours(23) && delta <= chrono::Duration::days(1),
+        "{delta}"
+    );
+    let key = Auth::Bearer(created["key"].as_str().unwrap().into());
+    assert_eq!(app.get("/v1/me", &key).await.status, 200);
+    let db = app.raw_db().await;
+    sqlx::query("UPDATE api_keys SET expires_at = $1 WHERE id = $2")
+        .bind("2000-01-01T00:00:00.000000Z")
+        .bind(created["id"].as_str().unwrap())
+        .execute(&db)
+        .await
+        .unwrap();
+    assert_eq!(
+        app.get("/v1/me", &key)
+            .await
+            .assert_error(401, "UNAUTHORIZED"),
+        NO_CREDENTIALS
+    );
+}
+
+async fn last_used_at_is_written_once_per_interval(b: Backend) {
+    let app = spawn_app(b).await;
+    let session = app.admin().await;
+    let created = app.create_key(&session, json!({"name": "touch"})).await;
+    let key = Auth::ApiKeyHeader(created["key"].as_str().unwrap().into());
+    let list = app.get("/portal/api/keys", &session).await;
+    assert!(list.body["keys"][0]["last_used_at"].is_null());
+    assert_eq!(app.get("/v1/me", &key).await.status, 200);
+    let first = eventually(|| async {
+        let l = app.get("/portal/api/keys", &session).await;
+        l.body["keys"][0]["last_used_at"]
+            .as_str()
+            .map(str::to_owned)
+    })
+    .await;
+    for _ in 0..5 {
+        assert_eq!(app.get("/v1/me", &key).await.status, 200);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let again = app.get("/portal/api/keys", &session).await;
+    assert_eq!(
+        again.body["keys"][0]["last_used_at"].as_str().unwrap(),
+        first,
+        "written again within the interval"
+    );
+}
+
+async fn forged_or_expired_tokens_are_refused(b: Backend) {
+    let app = spawn_app(b).await;
+    let Auth::Bearer(token) = app.admin().await else {
+        unreachable!()
+    };
+    // Flip a character of the signature.
+    let mut forged = token.clone().into_bytes();
+    let last = forged.len() - 2;
+    forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    app.get("/v1/me", &Auth::Bearer(forged))
+        .await
+        .assert_error(401, "UNAUTHORIZED");
+    // A token signed with another secret.
+    let other = cortex::auth::jwt::JwtKeys::new(b"some-other-secret-some-other-secret", 3600);
+    let t = other
+        .issue(
+            uuid::Uuid::new_v4(),
+            uuid::Uuid::new_v4(),
+            "x@y.z",
+            cortex::store::Role::Admin,
+        )
+        .unwrap();
+    app.get("/v1/me", &Auth::Bearer(t))
+        .await
+        .assert_error(401, "UNAUTHORIZED");
+}

@@ -1,0 +1,317 @@
+//! `spawn_app()`: a real server on 127.0.0.1:0 with a fresh database, and a typed client.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cortex::auth::password;
+use cortex::config::Config;
+use cortex::state::AppState;
+use cortex::store::{CompanyStore, Role, UserStore};
+use reqwest::{Method, StatusCode};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub const ADMIN_EMAIL: &str = "admin@test.local";
+pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs one `async fn(Backend)` test on every backend, as `sqlite::name` and `postgres::name`.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $name() { super::$name($crate::helpers::Backend::Sqlite).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $name() { super::$name($crate::helpers::Backend::Postgres).await } )*
+        }
+    };
+}
+
+pub fn postgres_base_url() -> String {
+    std::env::var("CORTEX_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A fresh PostgreSQL schema for one test; schemas left by runs over an hour old are dropped.
+async fn fresh_postgres_schema() -> String {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let base = postgres_base_url();
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&base)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("PostgreSQL must be reachable at {base} for the test suite: {e}")
+        });
+    let now = unix_now();
+    let stale: Vec<String> = sqlx::query_scalar(
+        "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'cortex\\_t\\_%'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    for name in stale {
+        let ts = name
+            .split('_')
+            .nth(2)
+            .and_then(|t| t.parse::<u64>().ok())
+            .unwrap_or(0);
+        if ts + 3600 < now {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP SCHEMA IF EXISTS \"{name}\" CASCADE"
+            )))
+            .execute(&pool)
+            .await;
+        }
+    }
+    let schema = format!(
+        "cortex_t_{now}_{}_{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::SeqCst)
+    );
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\"")))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}options=-c%20search_path%3D{schema}")
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    pub database_url: String,
+    shutdown: CancellationToken,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.data_dir = dir.path().to_path_buf();
+    config.bind = "127.0.0.1:0".parse().unwrap();
+    config.database_url = Some(match backend {
+        Backend::Sqlite => format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("cortex.db").display()
+        ),
+        Backend::Postgres => fresh_postgres_schema().await,
+    });
+    config.auth.bootstrap_email = ADMIN_EMAIL.into();
+    config.auth.bootstrap_password = Some(SecretString::from(ADMIN_PASSWORD));
+    config.shutdown.drain_seconds = 5.0;
+    tweak(&mut config);
+    config.validate().unwrap();
+    let database_url = config.effective_database_url();
+    let state = cortex::server::init(config).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    let server = tokio::spawn(cortex::server::serve(state.clone(), listener, async move {
+        signal.cancelled().await
+    }));
+    TestApp {
+        base: format!("http://{addr}"),
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+        state,
+        database_url,
+        shutdown,
+        server: Some(server),
+        _dir: dir,
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Resp {
+    /// Assert the contract's error envelope and return its message.
+    pub fn assert_error(&self, status: u16, code: &str) -> String {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        assert_eq!(self.body["success"], json!(false), "body: {}", self.body);
+        assert_eq!(
+            self.body["error"]["code"],
+            json!(code),
+            "body: {}",
+            self.body
+        );
+        self.body["error"]["message"].as_str().unwrap().to_string()
+    }
+}
+
+/// How a request authenticates.
+#[derive(Clone, Debug)]
+pub enum Auth {
+    None,
+    Bearer(String),
+    ApiKeyHeader(String),
+}
+
+impl TestApp {
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        auth: &Auth,
+        body: Option<Value>,
+    ) -> Resp {
+        let mut rb = self.client.request(method, format!("{}{path}", self.base));
+        rb = match auth {
+            Auth::None => rb,
+            Auth::Bearer(t) => rb.bearer_auth(t),
+            Auth::ApiKeyHeader(k) => rb.header("x-api-key", k),
+        };
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        let resp = rb.send().await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str, auth: &Auth) -> Resp {
+        self.request(Method::GET, path, auth, None).await
+    }
+
+    pub async fn post(&self, path: &str, auth: &Auth, body: Value) -> Resp {
+        self.request(Method::POST, path, auth, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, auth: &Auth) -> Resp {
+        self.request(Method::DELETE, path, auth, None).await
+    }
+
+    pub async fn login_as(&self, email: &str, password: &str) -> Auth {
+        let r = self
+            .post(
+                "/portal/api/login",
+                &Auth::None,
+                json!({"email": email, "password": password}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "login failed: {}", r.body);
+        Auth::Bearer(r.body["token"].as_str().unwrap().to_string())
+    }
+
+    /// A session of the bootstrap admin.
+    pub async fn admin(&self) -> Auth {
+        self.login_as(ADMIN_EMAIL, ADMIN_PASSWORD).await
+    }
+
+    /// Create a key with the given session; returns the whole creation response.
+    pub async fn create_key(&self, session: &Auth, body: Value) -> Value {
+        let r = self.post("/portal/api/keys", session, body).await;
+        assert_eq!(r.status, 201, "create key: {}", r.body);
+        r.body
+    }
+
+    /// A second, unrelated company with its own admin; returns (company id, session).
+    pub async fn other_company(&self) -> (Uuid, Auth) {
+        let company = self
+            .state
+            .store
+            .create_company("Other Co", "free")
+            .await
+            .unwrap();
+        let email = format!("admin-{}@other.test", Uuid::new_v4().simple());
+        let hash = password::hash("other-password-123").unwrap();
+        self.state
+            .store
+            .create_user(company.id, &email, &hash, Role::Admin)
+            .await
+            .unwrap();
+        (
+            company.id,
+            self.login_as(&email, "other-password-123").await,
+        )
+    }
+
+    /// A direct database connection for arranging states the API cannot (expired keys).
+    pub async fn raw_db(&self) -> sqlx::AnyPool {
+        sqlx::any::install_default_drivers();
+        sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&self.database_url)
+            .await
+            .unwrap()
+    }
+
+    /// Ask the server to stop, as SIGTERM would.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Wait until the server task ends; returns its result.
+    pub async fn stopped(mut self) -> anyhow::Result<()> {
+        let handle = self.server.take().unwrap();
+        tokio::time::timeout(Duration::from_secs(30), handle)
+            .await
+            .expect("server did not stop")
+            .unwrap()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Poll `f` until it returns `Some`, for effects that happen in the background.
+pub async fn eventually<T, F, Fut>(mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    for _ in 0..100 {
+        if let Some(v) = f().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("condition not reached within 5 s");
+}

@@ -1,0 +1,14 @@
+//! The integration suite: the real server on port 0, the same tests on SQLite and on PostgreSQL.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::field_reassign_with_default
+)]
+
+mod helpers;
+
+mod auth;
+mod cli;
+mod conventions;
+mod health;
+mod portal;
