@@ -77,7 +77,7 @@ impl LlmError {
 
     /// Maps a reqwest error: connect errors become [`LlmError::Unreachable`], timeouts
     /// [`LlmError::Timeout`] (with the configured `timeout`), builder errors
-    /// [`LlmError::Config`], anything else [`LlmError::Interrupted`].
+    /// [`LlmError::Config`], anything else (a body broken off, a reset) [`LlmError::Interrupted`].
     pub(crate) fn from_reqwest(err: reqwest::Error, timeout: Duration) -> Self {
         let text = error_chain(&err);
         if err.is_connect() {
@@ -86,9 +86,9 @@ impl LlmError {
             LlmError::Timeout(timeout)
         } else if err.is_builder() {
             LlmError::Config(text)
-        } else if err.is_decode() {
-            LlmError::Decode(text)
         } else {
+            // Includes reqwest's "decode" kind, which it uses for a body that broke off
+            // mid-way (this crate decodes JSON itself, with serde_json).
             LlmError::Interrupted(text)
         }
     }
