@@ -11,6 +11,20 @@
 //! - [`tokens`]: tiktoken counting.
 //! - [`router`]: message classification into a tier.
 //! - [`optimizer`]: fitting prompt context into a token budget.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), cortex_llm::LlmError> {
+//! use cortex_llm::{ChatRequest, LlmConfig, Message, router};
+//! // From the environment (OPENAI_API_KEY, ANTHROPIC_API_KEY, …) or a deserialized LlmConfig.
+//! let Some(config) = LlmConfig::from_env_defaults() else { return Ok(()) };
+//! let client = config.build()?;
+//! let decision = router::route("Where is my order #ORD-1234?", true, None);
+//! let req = ChatRequest::new("", vec![Message::user("Where is my order #ORD-1234?")]);
+//! let out = client.chat(decision.tier, &req).await?;
+//! let cost = client.cost_usd(&out.answered_by.model, &out.response.usage);
+//! println!("{} ({} via {}, ${cost})", out.response.content, out.answered_by.model, out.answered_by.provider);
+//! # Ok(()) }
+//! ```
 
 pub mod anthropic;
 pub mod chain;

@@ -77,17 +77,37 @@ pub(crate) fn request_body(req: &ChatRequest, stream: bool) -> Value {
             ToolChoice::Required => "required",
         });
     }
-    if let Some(t) = req.temperature {
+    let reasoning = is_reasoning_model(&req.model);
+    if let (Some(t), false) = (req.temperature, reasoning) {
         body["temperature"] = json!(t);
     }
     if let Some(m) = req.max_tokens {
-        body["max_tokens"] = json!(m);
+        let field = if reasoning {
+            "max_completion_tokens"
+        } else {
+            "max_tokens"
+        };
+        body[field] = json!(m);
     }
     if stream {
         body["stream"] = json!(true);
         body["stream_options"] = json!({"include_usage": true});
     }
     body
+}
+
+/// OpenAI reasoning models (o1, o3, o4-mini, gpt-5…) reject `max_tokens` (they take
+/// `max_completion_tokens`) and any temperature but the default, so neither is sent to them.
+pub(crate) fn is_reasoning_model(model: &str) -> bool {
+    let name = model
+        .rsplit('/')
+        .next()
+        .unwrap_or(model)
+        .to_ascii_lowercase();
+    let o_series = name.len() > 1
+        && name.starts_with('o')
+        && name[1..].starts_with(|c: char| c.is_ascii_digit());
+    o_series || name.starts_with("gpt-5")
 }
 
 fn wire_message(m: &Message) -> Value {
@@ -509,6 +529,27 @@ mod tests {
         assert!(plain.get("tools").is_none());
         assert!(plain.get("tool_choice").is_none());
         assert!(plain.get("stream").is_none());
+    }
+
+    #[test]
+    fn reasoning_models_get_max_completion_tokens_and_no_temperature() {
+        for model in ["o1", "o3-mini", "o4-mini", "gpt-5", "openai/gpt-5-mini"] {
+            let req = ChatRequest::new(model, vec![Message::user("hi")])
+                .with_max_tokens(100)
+                .with_temperature(0.2);
+            let body = request_body(&req, false);
+            assert_eq!(body["max_completion_tokens"], 100, "{model}");
+            assert!(body.get("max_tokens").is_none(), "{model}");
+            assert!(body.get("temperature").is_none(), "{model}");
+        }
+        for model in ["gpt-4o", "llama3.1:8b", "ollama", "olmo-7b"] {
+            let req = ChatRequest::new(model, vec![])
+                .with_max_tokens(100)
+                .with_temperature(0.2);
+            let body = request_body(&req, false);
+            assert_eq!(body["max_tokens"], 100, "{model}");
+            assert!(body.get("temperature").is_some(), "{model}");
+        }
     }
 
     #[test]

@@ -28,6 +28,12 @@ fn bpe() -> Option<&'static CoreBPE> {
     .as_ref()
 }
 
+/// Loads the tokenizer now (a few hundred milliseconds, once per process) so that the first
+/// request does not pay for it; call it at startup, e.g. inside `spawn_blocking`.
+pub fn preload() {
+    let _ = bpe();
+}
+
 /// Number of tokens of `text` (special-token text such as `<|endoftext|>` counts as plain text).
 pub fn count_tokens(text: &str) -> usize {
     if text.is_empty() {
