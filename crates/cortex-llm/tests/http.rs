@@ -89,7 +89,9 @@ async fn collect(mut stream: cortex_llm::ChatStream) -> Vec<Result<StreamEvent, 
 #[tokio::test]
 async fn openai_blocking_chat() {
     let fake = Fake::start(vec![ok("It ships tomorrow.")]).await;
-    let resp = openai(&fake, 0).chat(&request()).await.unwrap();
+    let provider = openai(&fake, 0);
+    assert!(!format!("{provider:?}").contains("sk-test"), "API key in Debug output");
+    let resp = provider.chat(&request()).await.unwrap();
     assert_eq!(resp.content, "It ships tomorrow.");
     assert_eq!(resp.model, "gpt-4o-mini-2024-07-18");
     assert_eq!(resp.finish_reason, FinishReason::Stop);
