@@ -207,6 +207,10 @@ struct Numbering {
     num_to_abstract: HashMap<String, String>,
     /// (abstractNumId, level) → numFmt
     formats: HashMap<(String, u32), String>,
+    /// (abstractNumId, level) → first number
+    starts: HashMap<(String, u32), u32>,
+    /// (numId, level) → restart number of a `w:lvlOverride/w:startOverride`
+    overrides: HashMap<(String, u32), u32>,
 }
 
 impl Numbering {
@@ -217,6 +221,7 @@ impl Numbering {
             abstract_id: Option<String>,
             level: Option<u32>,
             num_id: Option<String>,
+            override_level: Option<u32>,
         }
         impl Handler for H {
             fn open(&mut self, name: &str, tag: &Tag<'_>) {
@@ -230,7 +235,28 @@ impl Numbering {
                             self.n.formats.insert((a, l), f);
                         }
                     }
+                    "start" => {
+                        if let (Some(a), Some(l), Some(v)) = (
+                            self.abstract_id.clone(),
+                            self.level,
+                            tag.attr("val").and_then(|v| v.parse().ok()),
+                        ) {
+                            self.n.starts.insert((a, l), v);
+                        }
+                    }
                     "num" => self.num_id = tag.attr("numId"),
+                    "lvlOverride" => {
+                        self.override_level = tag.attr("ilvl").and_then(|v| v.parse().ok());
+                    }
+                    "startOverride" => {
+                        if let (Some(num), Some(l), Some(v)) = (
+                            self.num_id.clone(),
+                            self.override_level,
+                            tag.attr("val").and_then(|v| v.parse().ok()),
+                        ) {
+                            self.n.overrides.insert((num, l), v);
+                        }
+                    }
                     "abstractNumId" => {
                         if let (Some(num), Some(a)) = (self.num_id.clone(), tag.attr("val")) {
                             self.n.num_to_abstract.insert(num, a);
@@ -244,6 +270,7 @@ impl Numbering {
                     "abstractNum" => self.abstract_id = None,
                     "lvl" => self.level = None,
                     "num" => self.num_id = None,
+                    "lvlOverride" => self.override_level = None,
                     _ => {}
                 }
             }
@@ -252,6 +279,27 @@ impl Numbering {
         let mut h = H::default();
         walk(xml, "word/numbering.xml", &mut h)?;
         Ok(h.n)
+    }
+
+    /// The list a numbering instance continues: Word numbers all instances of one abstract
+    /// numbering as one sequence unless an instance restarts it.
+    fn sequence(&self, num_id: &str) -> String {
+        self.num_to_abstract
+            .get(num_id)
+            .cloned()
+            .unwrap_or_else(|| format!("num:{num_id}"))
+    }
+
+    fn start(&self, num_id: &str, level: u32) -> u32 {
+        self.overrides
+            .get(&(num_id.to_string(), level))
+            .or_else(|| {
+                self.num_to_abstract
+                    .get(num_id)
+                    .and_then(|a| self.starts.get(&(a.clone(), level)))
+            })
+            .copied()
+            .unwrap_or(1)
     }
 
     fn is_ordered(&self, num_id: &str, level: u32) -> bool {
@@ -288,6 +336,7 @@ struct BodyHandler<'a> {
     in_run: bool,
     skip: usize,
     counters: HashMap<(String, u32), u32>,
+    restarted: std::collections::HashSet<(String, u32)>,
 }
 
 impl<'a> BodyHandler<'a> {
@@ -302,6 +351,7 @@ impl<'a> BodyHandler<'a> {
             in_run: false,
             skip: 0,
             counters: HashMap::new(),
+            restarted: std::collections::HashSet::new(),
         }
     }
 
@@ -351,13 +401,18 @@ impl<'a> BodyHandler<'a> {
     }
 
     fn next_number(&mut self, num_id: &str, level: u32) -> u32 {
+        let sequence = self.numbering.sequence(num_id);
         // A shallower item restarts the numbering of deeper levels.
         self.counters
-            .retain(|(id, l), _| id != num_id || *l <= level);
-        let n = self
-            .counters
-            .entry((num_id.to_string(), level))
-            .or_insert(0);
+            .retain(|(seq, l), _| *seq != sequence || *l <= level);
+        let key = (sequence, level);
+        let restart = self.numbering.overrides.contains_key(&(num_id.to_string(), level))
+            && self.restarted.insert((num_id.to_string(), level));
+        if restart {
+            self.counters.remove(&key);
+        }
+        let start = self.numbering.start(num_id, level);
+        let n = self.counters.entry(key).or_insert(start.saturating_sub(1));
         *n += 1;
         *n
     }

@@ -33,7 +33,9 @@ pub(super) fn convert(bytes: &[u8]) -> Result<Document, IngestError> {
         .convert(&content)
         .map_err(|e| IngestError::parse(format!("HTML: {e}")))?;
     let mut markdown = normalize(&markdown);
-    let title = title.map(|t| collapse_ws(&t)).filter(|t| !t.is_empty());
+    let title = title
+        .map(|t| strip_site_name(&collapse_ws(&t)))
+        .filter(|t| !t.is_empty());
     if let Some(t) = &title
         && !starts_with_heading(&markdown, t)
     {
@@ -69,6 +71,19 @@ fn page_title(html: &str) -> Option<String> {
     Some(readability.get_article_title().to_string()).filter(|t| !t.trim().is_empty())
 }
 
+/// Drops a site name appended to a page title ("Article | Site", "Article – Site") when what
+/// remains still reads as a title (two words or more).
+fn strip_site_name(title: &str) -> String {
+    for separator in [" | ", " » ", " – ", " — ", " - ", " :: "] {
+        if let Some((head, _)) = title.rsplit_once(separator)
+            && head.split_whitespace().count() >= 2
+        {
+            return head.trim().to_string();
+        }
+    }
+    title.to_string()
+}
+
 fn starts_with_heading(markdown: &str, title: &str) -> bool {
     markdown
         .lines()
@@ -88,6 +103,13 @@ mod tests {
         let md = doc.markdown();
         assert!(md.contains("## Short"), "{md}");
         assert!(md.contains("- one\n- two"), "{md}");
+    }
+
+    #[test]
+    fn site_names_are_stripped_from_titles() {
+        assert_eq!(strip_site_name("Understanding Vector Search | Blog"), "Understanding Vector Search");
+        assert_eq!(strip_site_name("Home | Blog"), "Home | Blog");
+        assert_eq!(strip_site_name("Plain title"), "Plain title");
     }
 
     #[test]
