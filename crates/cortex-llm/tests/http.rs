@@ -90,7 +90,10 @@ async fn collect(mut stream: cortex_llm::ChatStream) -> Vec<Result<StreamEvent, 
 async fn openai_blocking_chat() {
     let fake = Fake::start(vec![ok("It ships tomorrow.")]).await;
     let provider = openai(&fake, 0);
-    assert!(!format!("{provider:?}").contains("sk-test"), "API key in Debug output");
+    assert!(
+        !format!("{provider:?}").contains("sk-test"),
+        "API key in Debug output"
+    );
     let resp = provider.chat(&request()).await.unwrap();
     assert_eq!(resp.content, "It ships tomorrow.");
     assert_eq!(resp.model, "gpt-4o-mini-2024-07-18");
