@@ -16,12 +16,22 @@ fn main() -> std::process::ExitCode {
         .unwrap_or(2.0);
     let dir = format!("{}/tests/fixtures", env!("CARGO_MANIFEST_DIR"));
     let names = [
-        "guide.pdf", "guide.docx", "slides.pptx", "budget.xlsx", "budget.ods", "budget.xls",
-        "budget.csv", "article.html", "guide.md", "guide.txt",
+        "guide.pdf",
+        "guide.docx",
+        "slides.pptx",
+        "budget.xlsx",
+        "budget.ods",
+        "budget.xls",
+        "budget.csv",
+        "article.html",
+        "guide.md",
+        "guide.txt",
     ];
     let limits = Limits::default();
     let options = ChunkOptions::default();
-    println!("| fixture | format | input KiB | markdown KiB | calls | ms/call | input MB/s | text MB/s | chunks |");
+    println!(
+        "| fixture | format | input KiB | markdown KiB | calls | ms/call | input MB/s | text MB/s | chunks |"
+    );
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for name in names {
         let bytes = match std::fs::read(format!("{dir}/{name}")) {

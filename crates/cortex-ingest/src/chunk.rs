@@ -74,7 +74,15 @@ pub fn chunk(document: &Document, options: &ChunkOptions) -> Vec<Chunk> {
         for block in parse_blocks(&part.markdown) {
             match block {
                 Block::Heading(level, title) => {
-                    emit_section(&mut chunks, &units, &headings, part.locator.as_ref(), max_tokens, overlap, options.heading_prefix);
+                    emit_section(
+                        &mut chunks,
+                        &units,
+                        &headings,
+                        part.locator.as_ref(),
+                        max_tokens,
+                        overlap,
+                        options.heading_prefix,
+                    );
                     units.clear();
                     headings.retain(|(l, _)| *l < level);
                     headings.push((level, title));
@@ -82,7 +90,15 @@ pub fn chunk(document: &Document, options: &ChunkOptions) -> Vec<Chunk> {
                 Block::Units(mut more) => units.append(&mut more),
             }
         }
-        emit_section(&mut chunks, &units, &headings, part.locator.as_ref(), max_tokens, overlap, options.heading_prefix);
+        emit_section(
+            &mut chunks,
+            &units,
+            &headings,
+            part.locator.as_ref(),
+            max_tokens,
+            overlap,
+            options.heading_prefix,
+        );
     }
     chunks
 }
@@ -163,7 +179,10 @@ fn parse_blocks(markdown: &str) -> Vec<Block> {
                             }
                         }
                     }
-                } else if depth == 1 && in_list && matches!(tag, Tag::Item) && !source.trim().is_empty()
+                } else if depth == 1
+                    && in_list
+                    && matches!(tag, Tag::Item)
+                    && !source.trim().is_empty()
                 {
                     blocks.push(Block::Units(vec![Unit::new(source, Kind::Item)]));
                 }
@@ -206,7 +225,11 @@ fn parse_blocks(markdown: &str) -> Vec<Block> {
 
 /// A pipe table as one unit per body row, each knowing the header (row and delimiter line).
 fn table_units(source: &str, table: usize) -> Vec<Unit> {
-    let lines: Vec<&str> = source.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&str> = source
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     if lines.len() < 2 {
         return vec![Unit::new(source, Kind::Block)];
     }
@@ -437,7 +460,9 @@ mod tests {
 
     #[test]
     fn budget_and_overlap_hold_for_long_sections() {
-        let para = |i: usize| format!("Sentence number {i} talks about topic {i}. It has a second part too.");
+        let para = |i: usize| {
+            format!("Sentence number {i} talks about topic {i}. It has a second part too.")
+        };
         let body: Vec<String> = (0..60).map(para).collect();
         let text = format!("# Long\n\n{}", body.join("\n\n"));
         let chunks = chunk(&doc(&text), &opts(64, 20));
@@ -448,7 +473,12 @@ mod tests {
         }
         for pair in chunks.windows(2) {
             let last_para = pair[0].text.rsplit("\n\n").next().unwrap();
-            assert!(pair[1].text.contains(last_para), "no overlap between {:?} and {:?}", pair[0].text, pair[1].text);
+            assert!(
+                pair[1].text.contains(last_para),
+                "no overlap between {:?} and {:?}",
+                pair[0].text,
+                pair[1].text
+            );
         }
         let all: String = chunks.iter().map(|c| c.text.as_str()).collect();
         for i in 0..60 {
@@ -467,8 +497,14 @@ mod tests {
         for c in &chunks {
             assert!(c.token_count <= 60);
             let body = c.text.strip_prefix("## Data\n\n").unwrap();
-            assert!(body.starts_with("| Name | Value |\n| --- | --- |\n| row"), "{body}");
-            assert!(body.lines().all(|l| l.starts_with('|') && l.ends_with('|')), "{body}");
+            assert!(
+                body.starts_with("| Name | Value |\n| --- | --- |\n| row"),
+                "{body}"
+            );
+            assert!(
+                body.lines().all(|l| l.starts_with('|') && l.ends_with('|')),
+                "{body}"
+            );
         }
         let rows: usize = chunks.iter().map(|c| c.text.matches("| row").count()).sum();
         assert_eq!(rows, 40);
@@ -476,7 +512,10 @@ mod tests {
 
     #[test]
     fn list_items_are_units_and_stay_tight() {
-        let chunks = chunk(&doc("- one\n- two\n  - nested\n- three"), &ChunkOptions::default());
+        let chunks = chunk(
+            &doc("- one\n- two\n  - nested\n- three"),
+            &ChunkOptions::default(),
+        );
         assert_eq!(chunks.len(), 1);
         assert_eq!(chunks[0].text, "- one\n- two\n  - nested\n- three");
         assert!(chunks[0].heading_path.is_empty());
@@ -514,6 +553,9 @@ mod tests {
         assert_eq!(chunks.len(), 2);
         assert_eq!(chunks[1].page, Some(2));
         assert_eq!(chunks[1].heading_path, ["Intro"]);
-        assert_eq!(chunks[1].locator.as_ref().map(Locator::label).as_deref(), Some("page 2"));
+        assert_eq!(
+            chunks[1].locator.as_ref().map(Locator::label).as_deref(),
+            Some("page 2")
+        );
     }
 }

@@ -47,7 +47,10 @@ impl Locator {
                 number,
                 title: Some(title),
             } => format!("slide {number}: {title}"),
-            Self::Slide { number, title: None } => format!("slide {number}"),
+            Self::Slide {
+                number,
+                title: None,
+            } => format!("slide {number}"),
             Self::Sheet { name, .. } => format!("sheet {name}"),
         }
     }

@@ -156,7 +156,10 @@ fn sniff_text(bytes: &[u8]) -> Option<Format> {
     }
     let head = String::from_utf8_lossy(&bytes[..bytes.len().min(2048)]);
     let head = head.trim_start_matches('\u{feff}').trim_start();
-    let lower = head.get(..head.len().min(64)).unwrap_or("").to_ascii_lowercase();
+    let lower = head
+        .get(..head.len().min(64))
+        .unwrap_or("")
+        .to_ascii_lowercase();
     if lower.starts_with("<!doctype html") || lower.starts_with("<html") {
         return Some(Format::Html);
     }

@@ -108,7 +108,10 @@ pub async fn convert_isolated(
     limits: &Limits,
 ) -> Result<Document, IngestError> {
     if bytes.len() as u64 > limits.max_input_bytes {
-        return Err(IngestError::too_large("input bytes", limits.max_input_bytes));
+        return Err(IngestError::too_large(
+            "input bytes",
+            limits.max_input_bytes,
+        ));
     }
     let header = RequestHeader {
         protocol: WORKER_PROTOCOL.to_string(),
@@ -313,7 +316,10 @@ pub async fn convert_in_process(
     limits: &Limits,
 ) -> Result<Document, IngestError> {
     if bytes.len() as u64 > limits.max_input_bytes {
-        return Err(IngestError::too_large("input bytes", limits.max_input_bytes));
+        return Err(IngestError::too_large(
+            "input bytes",
+            limits.max_input_bytes,
+        ));
     }
     let owned = bytes.to_vec();
     let task_limits = limits.clone();
@@ -412,8 +418,9 @@ fn inject_fault(fault: &str) -> Option<IngestError> {
             std::hint::black_box(&block);
             None
         }
-        "panic" => contain_panics(|| -> Result<(), IngestError> { panic!("injected parser fault") })
-            .err(),
+        "panic" => {
+            contain_panics(|| -> Result<(), IngestError> { panic!("injected parser fault") }).err()
+        }
         "abort" => std::process::abort(),
         _ => None,
     }

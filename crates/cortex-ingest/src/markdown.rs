@@ -103,7 +103,10 @@ pub(crate) fn trim_grid(mut rows: Vec<Vec<String>>) -> Vec<Vec<String>> {
     rows.retain(|r| r.iter().any(|c| !c.trim().is_empty()));
     let width = rows.iter().map(Vec::len).max().unwrap_or(0);
     let keep: Vec<bool> = (0..width)
-        .map(|c| rows.iter().any(|r| r.get(c).is_some_and(|v| !v.trim().is_empty())))
+        .map(|c| {
+            rows.iter()
+                .any(|r| r.get(c).is_some_and(|v| !v.trim().is_empty()))
+        })
         .collect();
     rows.into_iter()
         .map(|r| {
@@ -127,15 +130,15 @@ mod tests {
 
     #[test]
     fn plain_text_hashes_are_escaped() {
-        assert_eq!(escape_line_starts("# not a heading\n#hashtag"), "\\# not a heading\n#hashtag");
+        assert_eq!(
+            escape_line_starts("# not a heading\n#hashtag"),
+            "\\# not a heading\n#hashtag"
+        );
     }
 
     #[test]
     fn pipe_table_pads_and_escapes() {
-        let t = pipe_table(&[
-            vec!["a".into(), "b".into()],
-            vec!["x|y".into()],
-        ]);
+        let t = pipe_table(&[vec!["a".into(), "b".into()], vec!["x|y".into()]]);
         assert_eq!(t, "| a | b |\n| --- | --- |\n| x\\|y |  |");
     }
 

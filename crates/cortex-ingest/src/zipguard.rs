@@ -72,7 +72,11 @@ impl<'a> GuardedZip<'a> {
         Ok(())
     }
 
-    fn read_index(&mut self, index: usize, mut sink: Option<&mut Vec<u8>>) -> Result<(), IngestError> {
+    fn read_index(
+        &mut self,
+        index: usize,
+        mut sink: Option<&mut Vec<u8>>,
+    ) -> Result<(), IngestError> {
         let limits = self.limits;
         let mut entry = self
             .archive

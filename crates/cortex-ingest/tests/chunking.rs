@@ -1,6 +1,9 @@
 //! Chunks of real documents carry heading paths and page/slide/sheet, respect the budget,
 //! and never cut a table row.
 
+// Test helpers outside #[test] functions panic on purpose when a fixture is unusable.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use cortex_ingest::{
     Chunk, ChunkOptions, Document, Format, Limits, Locator, chunk, convert, count_tokens, detect,
 };
@@ -23,10 +26,19 @@ fn find<'a>(chunks: &'a [Chunk], needle: &str) -> &'a Chunk {
 fn docx_chunks_carry_heading_paths() {
     let chunks = chunk(&load("guide.docx"), &ChunkOptions::default());
     let list = find(&chunks, "Install the runtime package");
-    assert_eq!(list.heading_path, ["Cortex Field Guide", "Installation", "Requirements"]);
-    assert!(list.text.starts_with("# Cortex Field Guide\n## Installation\n### Requirements\n\n"));
+    assert_eq!(
+        list.heading_path,
+        ["Cortex Field Guide", "Installation", "Requirements"]
+    );
+    assert!(
+        list.text
+            .starts_with("# Cortex Field Guide\n## Installation\n### Requirements\n\n")
+    );
     let table = find(&chunks, "| max_tokens | 512 | Chunk budget |");
-    assert_eq!(table.heading_path, ["Cortex Field Guide", "Installation", "Limits"]);
+    assert_eq!(
+        table.heading_path,
+        ["Cortex Field Guide", "Installation", "Limits"]
+    );
     let ops = find(&chunks, "borealis");
     assert_eq!(ops.heading_path, ["Cortex Field Guide", "Operations"]);
     assert_eq!(ops.page, None);
@@ -58,7 +70,10 @@ fn slide_and_sheet_chunks_know_their_place() {
         let row = find(&chunks, "| Training | Q2 | 400 | People |");
         assert_eq!(row.heading_path, ["budget"]);
         assert_eq!(row.page, Some(1));
-        assert_eq!(row.locator.as_ref().map(Locator::label).as_deref(), Some("sheet budget"));
+        assert_eq!(
+            row.locator.as_ref().map(Locator::label).as_deref(),
+            Some("sheet budget")
+        );
     }
 }
 
@@ -70,15 +85,31 @@ fn every_fixture_chunks_within_a_small_budget() {
         heading_prefix: true,
     };
     for name in [
-        "guide.docx", "guide-lo.docx", "guide.pdf", "slides.pptx", "slides-lo.pptx", "budget.xlsx",
-        "budget.ods", "budget.xls", "budget.csv", "article.html", "guide.html", "guide.md", "guide.txt",
+        "guide.docx",
+        "guide-lo.docx",
+        "guide.pdf",
+        "slides.pptx",
+        "slides-lo.pptx",
+        "budget.xlsx",
+        "budget.ods",
+        "budget.xls",
+        "budget.csv",
+        "article.html",
+        "guide.html",
+        "guide.md",
+        "guide.txt",
     ] {
         let chunks = chunk(&load(name), &options);
         assert!(!chunks.is_empty(), "{name}");
         for (i, c) in chunks.iter().enumerate() {
             assert_eq!(c.index, i);
             assert_eq!(c.token_count, count_tokens(&c.text), "{name}");
-            assert!(c.token_count <= 40, "{name}: {} tokens in {:?}", c.token_count, c.text);
+            assert!(
+                c.token_count <= 40,
+                "{name}: {} tokens in {:?}",
+                c.token_count,
+                c.text
+            );
         }
     }
 }
@@ -87,7 +118,11 @@ fn every_fixture_chunks_within_a_small_budget() {
 fn a_long_sheet_splits_between_rows_with_the_header_repeated() {
     let mut rows = String::from("| Id | Customer | City | Balance |\n| --- | --- | --- | --- |\n");
     for i in 0..400 {
-        rows.push_str(&format!("| {i} | Customer number {i} | City {} | {}.50 |\n", i % 17, i * 3));
+        rows.push_str(&format!(
+            "| {i} | Customer number {i} | City {} | {}.50 |\n",
+            i % 17,
+            i * 3
+        ));
     }
     let doc = Document {
         format: Format::Xlsx,

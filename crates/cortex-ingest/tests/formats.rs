@@ -1,6 +1,9 @@
 //! Conversion of real fixture documents (made by pandoc and LibreOffice, see
 //! `scripts/make-fixtures.sh`): text, headings, lists and tables must survive.
 
+// Test helpers outside #[test] functions panic on purpose when a fixture is unusable.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use cortex_ingest::{Document, Format, Limits, Locator, convert, detect};
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -43,9 +46,18 @@ fn detection_by_content_and_extension() {
         assert_eq!(detect(name, &fixture(name)), Some(expected), "{name}");
     }
     // Content wins over a misleading or missing name.
-    assert_eq!(detect("report.pdf", &fixture("guide.docx")), Some(Format::Docx));
-    assert_eq!(detect("upload", &fixture("slides.pptx")), Some(Format::Pptx));
-    assert_eq!(detect("upload.bin", &fixture("budget.ods")), Some(Format::Ods));
+    assert_eq!(
+        detect("report.pdf", &fixture("guide.docx")),
+        Some(Format::Docx)
+    );
+    assert_eq!(
+        detect("upload", &fixture("slides.pptx")),
+        Some(Format::Pptx)
+    );
+    assert_eq!(
+        detect("upload.bin", &fixture("budget.ods")),
+        Some(Format::Ods)
+    );
     assert_eq!(detect("noext", &fixture("guide.pdf")), Some(Format::Pdf));
     assert_eq!(detect("page", &fixture("article.html")), Some(Format::Html));
     assert_eq!(detect("README", b"just some words\n"), Some(Format::Text));
@@ -53,7 +65,10 @@ fn detection_by_content_and_extension() {
     assert_eq!(detect("image.png", b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"), None);
     assert_eq!(detect("blob", &[0u8, 1, 2, 3, 0, 255]), None);
     assert_eq!(
-        detect("old.doc", &[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1, 0, 0]),
+        detect(
+            "old.doc",
+            &[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1, 0, 0]
+        ),
         None
     );
     // A name that promises a binary format the bytes do not confirm still routes to that
@@ -116,7 +131,10 @@ fn pdf_pages_keep_text_lists_and_table_cells() {
         ],
     );
     assert!(!page1.contains("borealis"));
-    assert_contains(page2, &["Operations", "borealis", "Monitoring", "Prometheus"]);
+    assert_contains(
+        page2,
+        &["Operations", "borealis", "Monitoring", "Prometheus"],
+    );
 }
 
 #[test]
@@ -192,7 +210,7 @@ fn workbooks_become_one_table_per_sheet() {
 
 /// A workbook with several sheets, dates, fractions and a far-away cell, written by
 /// rust_xlsxwriter (a real XLSX writer).
-pub fn multi_sheet_xlsx() -> Vec<u8> {
+fn multi_sheet_xlsx() -> Vec<u8> {
     use rust_xlsxwriter::{ExcelDateTime, Format as CellFormat, Workbook};
     let mut workbook = Workbook::new();
     let date = CellFormat::new().set_num_format("yyyy-mm-dd");
@@ -204,7 +222,9 @@ pub fn multi_sheet_xlsx() -> Vec<u8> {
     revenue.write(1, 0, "January").unwrap();
     revenue.write(1, 1, 1250.5).unwrap();
     let day = ExcelDateTime::from_ymd(2025, 1, 31).unwrap();
-    revenue.write_datetime_with_format(1, 2, &day, &date).unwrap();
+    revenue
+        .write_datetime_with_format(1, 2, &day, &date)
+        .unwrap();
     revenue.write(2, 0, "February").unwrap();
     revenue.write(2, 1, 980).unwrap();
     revenue.write(5000, 300, "far corner").unwrap();
@@ -251,7 +271,10 @@ fn multi_sheet_workbook_keeps_sheet_names_numbers_and_dates() {
             "|  |  |  | far corner |",
         ],
     );
-    assert_contains(&doc.parts[1].markdown, &["## Costs", "| Rent \\| office | 700 |"]);
+    assert_contains(
+        &doc.parts[1].markdown,
+        &["## Costs", "| Rent \\| office | 700 |"],
+    );
 }
 
 #[test]
@@ -284,7 +307,13 @@ fn html_article_keeps_content_and_drops_boilerplate() {
             "| HNSW        | 98%",
         ],
     );
-    for boilerplate in ["Log in", "Popular posts", "Gardening", "Cookie settings", "analytics"] {
+    for boilerplate in [
+        "Log in",
+        "Popular posts",
+        "Gardening",
+        "Cookie settings",
+        "analytics",
+    ] {
         assert!(!md.contains(boilerplate), "{boilerplate:?} kept in:\n{md}");
     }
 }
@@ -311,8 +340,17 @@ fn markdown_and_text_pass_through() {
     let md = load("guide.md");
     assert_eq!(md.title.as_deref(), Some("Cortex Field Guide"));
     assert!(md.parts[0].markdown.starts_with("# Installation\n"));
-    assert_contains(&md.parts[0].markdown, &["| max_tokens | 512 | Chunk budget |", "- Create the upload directory"]);
+    assert_contains(
+        &md.parts[0].markdown,
+        &[
+            "| max_tokens | 512 | Chunk budget |",
+            "- Create the upload directory",
+        ],
+    );
     let text = load("guide.txt");
     assert_eq!(text.format, Format::Text);
-    assert_contains(&text.markdown(), &["aurora", "Install the runtime package", "borealis"]);
+    assert_contains(
+        &text.markdown(),
+        &["aurora", "Install the runtime package", "borealis"],
+    );
 }

@@ -1,6 +1,9 @@
 //! Hostile input: zip bombs, truncated and corrupted files must give errors, never panics,
 //! and the isolation worker must contain hangs, memory blow-ups and crashes.
 
+// Test helpers outside #[test] functions panic on purpose when a fixture is unusable.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -78,7 +81,9 @@ fn archive_bounds_count_real_bytes() {
     let err = convert(&docx, Format::Docx, &tight).unwrap_err();
     assert!(matches!(err, IngestError::ZipBomb { .. }), "{err:?}");
 
-    let many: Vec<(String, String)> = (0..30).map(|i| (format!("junk/{i}.xml"), "<a/>".to_string())).collect();
+    let many: Vec<(String, String)> = (0..30)
+        .map(|i| (format!("junk/{i}.xml"), "<a/>".to_string()))
+        .collect();
     let entries: Vec<(&str, &str)> = many.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
     let archive = small_zip(DOCX_TYPES, &entries);
     let few = Limits {
@@ -97,24 +102,62 @@ fn truncated_and_garbage_files_give_errors() {
     let xlsx = fixture("budget.xlsx");
     let cases: Vec<(&str, Vec<u8>, Format)> = vec![
         ("truncated pdf", pdf[..pdf.len() / 3].to_vec(), Format::Pdf),
-        ("pdf header only", b"%PDF-1.7\n%garbage\n1 0 obj <<".to_vec(), Format::Pdf),
-        ("not a pdf", b"hello".to_vec(), Format::Pdf),
-        ("truncated docx", docx[..docx.len() / 2].to_vec(), Format::Docx),
-        ("garbage docx", (0..5000u32).map(|i| (i * 7919 % 251) as u8).collect(), Format::Docx),
-        ("truncated pptx", pptx[..pptx.len() / 2].to_vec(), Format::Pptx),
-        ("truncated xlsx", xlsx[..xlsx.len() / 2].to_vec(), Format::Xlsx),
-        ("xls garbage", vec![0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1, 1, 2, 3], Format::Xls),
         (
-            "docx with malformed xml",
-            small_zip(DOCX_TYPES, &[("word/document.xml", "<w:document><w:body></w:p></w:document>")]),
+            "pdf header only",
+            b"%PDF-1.7\n%garbage\n1 0 obj <<".to_vec(),
+            Format::Pdf,
+        ),
+        ("not a pdf", b"hello".to_vec(), Format::Pdf),
+        (
+            "truncated docx",
+            docx[..docx.len() / 2].to_vec(),
             Format::Docx,
         ),
-        ("docx without body", small_zip(DOCX_TYPES, &[]), Format::Docx),
+        (
+            "garbage docx",
+            (0..5000u32).map(|i| (i * 7919 % 251) as u8).collect(),
+            Format::Docx,
+        ),
+        (
+            "truncated pptx",
+            pptx[..pptx.len() / 2].to_vec(),
+            Format::Pptx,
+        ),
+        (
+            "truncated xlsx",
+            xlsx[..xlsx.len() / 2].to_vec(),
+            Format::Xlsx,
+        ),
+        (
+            "xls garbage",
+            vec![0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1, 1, 2, 3],
+            Format::Xls,
+        ),
+        (
+            "docx with malformed xml",
+            small_zip(
+                DOCX_TYPES,
+                &[(
+                    "word/document.xml",
+                    "<w:document><w:body></w:p></w:document>",
+                )],
+            ),
+            Format::Docx,
+        ),
+        (
+            "docx without body",
+            small_zip(DOCX_TYPES, &[]),
+            Format::Docx,
+        ),
     ];
     for (what, bytes, format) in cases {
         let result = convert(&bytes, format, &Limits::default());
         match result {
-            Err(IngestError::Parse { .. } | IngestError::Panicked { .. } | IngestError::NoText { .. }) => {}
+            Err(
+                IngestError::Parse { .. }
+                | IngestError::Panicked { .. }
+                | IngestError::NoText { .. },
+            ) => {}
             other => panic!("{what}: expected a parse error, got {other:?}"),
         }
     }
@@ -130,7 +173,15 @@ async fn corrupted_fixtures_never_escape() {
         max_memory_bytes: 1024 * 1024 * 1024,
         ..Limits::default()
     };
-    for name in ["guide.docx", "guide-lo.docx", "slides.pptx", "budget.xlsx", "budget.ods", "budget.xls", "guide.pdf"] {
+    for name in [
+        "guide.docx",
+        "guide-lo.docx",
+        "slides.pptx",
+        "budget.xlsx",
+        "budget.ods",
+        "budget.xls",
+        "guide.pdf",
+    ] {
         let original = fixture(name);
         let format = detect(name, &original).unwrap();
         let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -150,13 +201,21 @@ async fn corrupted_fixtures_never_escape() {
             }
             if format == Format::Pdf {
                 match convert_isolated(&worker(), &bytes, format, &limits).await {
-                    Ok(_) | Err(IngestError::Parse { .. } | IngestError::Panicked { .. } | IngestError::NoText { .. }) => {}
+                    Ok(_)
+                    | Err(
+                        IngestError::Parse { .. }
+                        | IngestError::Panicked { .. }
+                        | IngestError::NoText { .. },
+                    ) => {}
                     Err(IngestError::Timeout { .. } | IngestError::Crashed { .. }) => {}
                     Err(other) => panic!("{name} round {round}: {other:?}"),
                 }
             } else {
                 let result = std::panic::catch_unwind(|| convert(&bytes, format, &limits));
-                assert!(result.is_ok(), "{name} round {round}: a panic escaped convert()");
+                assert!(
+                    result.is_ok(),
+                    "{name} round {round}: a panic escaped convert()"
+                );
             }
         }
     }
@@ -164,12 +223,20 @@ async fn corrupted_fixtures_never_escape() {
 
 #[tokio::test]
 async fn isolated_conversion_matches_in_process() {
-    for name in ["guide.docx", "slides.pptx", "budget.ods", "guide.pdf", "article.html"] {
+    for name in [
+        "guide.docx",
+        "slides.pptx",
+        "budget.ods",
+        "guide.pdf",
+        "article.html",
+    ] {
         let bytes = fixture(name);
         let format = detect(name, &bytes).unwrap();
         let limits = Limits::default();
         let direct = convert(&bytes, format, &limits).unwrap();
-        let isolated = convert_isolated(&worker(), &bytes, format, &limits).await.unwrap();
+        let isolated = convert_isolated(&worker(), &bytes, format, &limits)
+            .await
+            .unwrap();
         assert_eq!(direct, isolated, "{name}");
         let pooled = convert_in_process(&bytes, format, &limits).await.unwrap();
         assert_eq!(direct, pooled, "{name}");
@@ -179,23 +246,33 @@ async fn isolated_conversion_matches_in_process() {
 #[tokio::test]
 async fn isolated_errors_come_back_typed() {
     let bomb = zip_bomb(DOCX_TYPES, "word/document.xml", 300);
-    let err = convert_isolated(&worker(), &bomb, Format::Docx, &Limits::default()).await.unwrap_err();
+    let err = convert_isolated(&worker(), &bomb, Format::Docx, &Limits::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, IngestError::ZipBomb { .. }), "{err:?}");
 
-    let err = convert_isolated(&worker(), b"garbage", Format::Pdf, &Limits::default()).await.unwrap_err();
+    let err = convert_isolated(&worker(), b"garbage", Format::Pdf, &Limits::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, IngestError::Parse { .. }), "{err:?}");
 
     let small = Limits {
         max_input_bytes: 3,
         ..Limits::default()
     };
-    let err = convert_isolated(&worker(), b"four", Format::Text, &small).await.unwrap_err();
+    let err = convert_isolated(&worker(), b"four", Format::Text, &small)
+        .await
+        .unwrap_err();
     assert!(matches!(err, IngestError::TooLarge { .. }), "{err:?}");
-    let err = convert_in_process(b"four", Format::Text, &small).await.unwrap_err();
+    let err = convert_in_process(b"four", Format::Text, &small)
+        .await
+        .unwrap_err();
     assert!(matches!(err, IngestError::TooLarge { .. }), "{err:?}");
 
     let missing = WorkerCommand::new("/nonexistent/cortex-ingest-worker");
-    let err = convert_isolated(&missing, b"x", Format::Text, &Limits::default()).await.unwrap_err();
+    let err = convert_isolated(&missing, b"x", Format::Text, &Limits::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, IngestError::Worker { .. }), "{err:?}");
 }
 
@@ -207,7 +284,9 @@ async fn a_hanging_worker_is_killed_at_the_timeout() {
     };
     let hanging = worker().env(FAULT_ENV, "sleep:600000");
     let started = Instant::now();
-    let err = convert_isolated(&hanging, b"text", Format::Text, &limits).await.unwrap_err();
+    let err = convert_isolated(&hanging, b"text", Format::Text, &limits)
+        .await
+        .unwrap_err();
     let elapsed = started.elapsed();
     assert_eq!(err, IngestError::Timeout { after_ms: 1500 });
     assert!(elapsed >= Duration::from_millis(1400), "{elapsed:?}");
@@ -221,22 +300,30 @@ async fn memory_limit_and_crashes_are_contained() {
         ..Limits::default()
     };
     let hungry = worker().env(FAULT_ENV, "alloc:2048");
-    let err = convert_isolated(&hungry, b"text", Format::Text, &limits).await.unwrap_err();
+    let err = convert_isolated(&hungry, b"text", Format::Text, &limits)
+        .await
+        .unwrap_err();
     assert!(matches!(err, IngestError::Crashed { .. }), "{err:?}");
     // Within the limit the same allocation pattern succeeds, so the limit is what stopped it.
     let modest = worker().env(FAULT_ENV, "alloc:64");
-    let doc = convert_isolated(&modest, b"text", Format::Text, &limits).await.unwrap();
+    let doc = convert_isolated(&modest, b"text", Format::Text, &limits)
+        .await
+        .unwrap();
     assert_eq!(doc.markdown(), "text");
 
     let aborting = worker().env(FAULT_ENV, "abort");
-    let err = convert_isolated(&aborting, b"text", Format::Text, &limits).await.unwrap_err();
+    let err = convert_isolated(&aborting, b"text", Format::Text, &limits)
+        .await
+        .unwrap_err();
     match err {
         IngestError::Crashed { reason } => assert!(reason.contains("SIGABRT"), "{reason}"),
         other => panic!("{other:?}"),
     }
 
     let panicking = worker().env(FAULT_ENV, "panic");
-    let err = convert_isolated(&panicking, b"text", Format::Text, &limits).await.unwrap_err();
+    let err = convert_isolated(&panicking, b"text", Format::Text, &limits)
+        .await
+        .unwrap_err();
     assert_eq!(
         err,
         IngestError::Panicked {
@@ -253,5 +340,8 @@ fn errors_serialise_with_stable_codes() {
     assert_eq!(err.code(), "zip_bomb");
     let json = serde_json::to_string(&err).unwrap();
     assert_eq!(json, r#"{"kind":"zip_bomb","reason":"too big"}"#);
-    assert_eq!(err.to_string(), "archive refused by the zip-bomb guard: too big");
+    assert_eq!(
+        err.to_string(),
+        "archive refused by the zip-bomb guard: too big"
+    );
 }

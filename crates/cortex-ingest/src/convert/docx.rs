@@ -119,9 +119,7 @@ impl Styles {
             fn open(&mut self, name: &str, tag: &Tag<'_>) {
                 match name {
                     "style" => {
-                        self.current = tag
-                            .attr("styleId")
-                            .map(|id| (id, StyleInfo::default()));
+                        self.current = tag.attr("styleId").map(|id| (id, StyleInfo::default()));
                     }
                     "name" => {
                         if let (Some((_, s)), Some(v)) = (self.current.as_mut(), tag.attr("val")) {
@@ -160,7 +158,9 @@ impl Styles {
         let mut id = style_id.to_string();
         for _ in 0..8 {
             let info = self.by_id.get(&id);
-            let name = info.map(|i| i.name.to_ascii_lowercase()).unwrap_or_default();
+            let name = info
+                .map(|i| i.name.to_ascii_lowercase())
+                .unwrap_or_default();
             let key = if name.is_empty() {
                 id.to_ascii_lowercase()
             } else {
@@ -406,7 +406,10 @@ impl<'a> BodyHandler<'a> {
         self.counters
             .retain(|(seq, l), _| *seq != sequence || *l <= level);
         let key = (sequence, level);
-        let restart = self.numbering.overrides.contains_key(&(num_id.to_string(), level))
+        let restart = self
+            .numbering
+            .overrides
+            .contains_key(&(num_id.to_string(), level))
             && self.restarted.insert((num_id.to_string(), level));
         if restart {
             self.counters.remove(&key);
@@ -451,10 +454,8 @@ impl Handler for BodyHandler<'_> {
             }
             "r" => self.in_run = true,
             "t" => self.in_text = self.in_run,
-            "tab" | "br" | "cr" if self.in_run => {
-                if tag.attr("type").as_deref() != Some("page") {
-                    self.push_text(" ");
-                }
+            "tab" | "br" | "cr" if self.in_run && tag.attr("type").as_deref() != Some("page") => {
+                self.push_text(" ");
             }
             "noBreakHyphen" if self.in_run => self.push_text("-"),
             "tbl" => self.tables.push(TableBuilder::default()),

@@ -10,8 +10,8 @@ use crate::{Document, Format, IngestError, Part};
 
 /// Tags whose content is never text a reader would want.
 const SKIPPED: [&str; 18] = [
-    "script", "style", "noscript", "template", "svg", "canvas", "iframe", "object", "embed",
-    "img", "picture", "video", "audio", "head", "nav", "form", "button", "select",
+    "script", "style", "noscript", "template", "svg", "canvas", "iframe", "object", "embed", "img",
+    "picture", "video", "audio", "head", "nav", "form", "button", "select",
 ];
 
 pub(super) fn convert(bytes: &[u8]) -> Result<Document, IngestError> {
@@ -98,8 +98,9 @@ mod tests {
 
     #[test]
     fn a_page_without_an_article_is_converted_whole() {
-        let doc = convert(b"<html><body><h2>Short</h2><ul><li>one</li><li>two</li></ul></body></html>")
-            .unwrap();
+        let doc =
+            convert(b"<html><body><h2>Short</h2><ul><li>one</li><li>two</li></ul></body></html>")
+                .unwrap();
         let md = doc.markdown();
         assert!(md.contains("## Short"), "{md}");
         assert!(md.contains("- one\n- two"), "{md}");
@@ -107,14 +108,18 @@ mod tests {
 
     #[test]
     fn site_names_are_stripped_from_titles() {
-        assert_eq!(strip_site_name("Understanding Vector Search | Blog"), "Understanding Vector Search");
+        assert_eq!(
+            strip_site_name("Understanding Vector Search | Blog"),
+            "Understanding Vector Search"
+        );
         assert_eq!(strip_site_name("Home | Blog"), "Home | Blog");
         assert_eq!(strip_site_name("Plain title"), "Plain title");
     }
 
     #[test]
     fn scripts_and_styles_are_dropped() {
-        let doc = convert(b"<p>visible</p><script>var hidden = 1;</script><style>p{}</style>").unwrap();
+        let doc =
+            convert(b"<p>visible</p><script>var hidden = 1;</script><style>p{}</style>").unwrap();
         let md = doc.markdown();
         assert!(md.contains("visible"));
         assert!(!md.contains("hidden"), "{md}");

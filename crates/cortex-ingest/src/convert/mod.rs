@@ -21,7 +21,10 @@ use crate::{Document, Format, IngestError, Limits};
 /// `limits.timeout`, `limits.max_memory_bytes` and `limits.max_cpu_seconds`.
 pub fn convert(bytes: &[u8], format: Format, limits: &Limits) -> Result<Document, IngestError> {
     if bytes.len() as u64 > limits.max_input_bytes {
-        return Err(IngestError::too_large("input bytes", limits.max_input_bytes));
+        return Err(IngestError::too_large(
+            "input bytes",
+            limits.max_input_bytes,
+        ));
     }
     let doc = contain_panics(|| convert_unguarded(bytes, format, limits))?;
     let len = doc.markdown_len() as u64;
@@ -48,7 +51,11 @@ pub(crate) fn contain_panics<T>(
     })
 }
 
-fn convert_unguarded(bytes: &[u8], format: Format, limits: &Limits) -> Result<Document, IngestError> {
+fn convert_unguarded(
+    bytes: &[u8],
+    format: Format,
+    limits: &Limits,
+) -> Result<Document, IngestError> {
     match format {
         Format::Pdf => pdf::convert(bytes, limits),
         Format::Docx => docx::convert(bytes, limits),

@@ -10,7 +10,10 @@ use crate::markdown::{escape_line_starts, normalize};
 use crate::{Document, Format, IngestError, Limits, Locator, Part};
 
 pub(super) fn convert(bytes: &[u8], limits: &Limits) -> Result<Document, IngestError> {
-    if !bytes[..bytes.len().min(1024)].windows(5).any(|w| w == b"%PDF-") {
+    if !bytes[..bytes.len().min(1024)]
+        .windows(5)
+        .any(|w| w == b"%PDF-")
+    {
         return Err(IngestError::parse("not a PDF file (no %PDF- header)"));
     }
     let primary = contain_panics(|| {
@@ -61,7 +64,8 @@ fn page_markdown(text: &str) -> String {
     let mut lines = Vec::new();
     for line in text.lines() {
         let line = line.split_whitespace().collect::<Vec<_>>().join(" ");
-        let line = match line.strip_prefix(['•', '◦', '▪', '‣', '●', '○', '■', '–']) {
+        let line = match line.strip_prefix(['•', '◦', '▪', '‣', '●', '○', '■', '–'])
+        {
             Some(rest) if !rest.trim().is_empty() => format!("- {}", rest.trim_start()),
             Some(_) => continue,
             None => line,

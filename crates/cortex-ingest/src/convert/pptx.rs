@@ -242,7 +242,11 @@ impl SlideHandler {
 
     fn body_markdown(&self) -> String {
         let mut blocks: Vec<String> = Vec::new();
-        for shape in self.shapes.iter().filter(|s| !s.is_title() && !s.is_decoration()) {
+        for shape in self
+            .shapes
+            .iter()
+            .filter(|s| !s.is_title() && !s.is_decoration())
+        {
             if !shape.table.is_empty() {
                 blocks.push(pipe_table(&shape.table));
             }

@@ -70,7 +70,10 @@ where
         let (height, width) = range.get_size();
         cells = cells.saturating_add((height as u64).saturating_mul(width as u64));
         if cells > limits.max_sheet_cells {
-            return Err(IngestError::too_large("sheet cells", limits.max_sheet_cells));
+            return Err(IngestError::too_large(
+                "sheet cells",
+                limits.max_sheet_cells,
+            ));
         }
         let rows: Vec<Vec<String>> = range
             .rows()
@@ -101,7 +104,10 @@ where
             }
             total += 1;
             if total > limits.max_sheet_cells {
-                return Err(IngestError::too_large("sheet cells", limits.max_sheet_cells));
+                return Err(IngestError::too_large(
+                    "sheet cells",
+                    limits.max_sheet_cells,
+                ));
             }
             cells.push((row, col, text));
         }
@@ -122,7 +128,10 @@ fn sparse_grid(
     cols.sort_unstable();
     cols.dedup();
     if (rows.len() as u64).saturating_mul(cols.len() as u64) > limits.max_sheet_cells {
-        return Err(IngestError::too_large("sheet cells", limits.max_sheet_cells));
+        return Err(IngestError::too_large(
+            "sheet cells",
+            limits.max_sheet_cells,
+        ));
     }
     let mut grid = vec![vec![String::new(); cols.len()]; rows.len()];
     for (row, col, text) in cells {

@@ -39,7 +39,10 @@ fn split_front_matter(text: &str) -> (Option<String>, &str) {
         }
         if line == "---" || line == "..." {
             let meta = &rest[..offset];
-            let body = rest.get(offset + line.len()..).unwrap_or("").trim_start_matches('\n');
+            let body = rest
+                .get(offset + line.len()..)
+                .unwrap_or("")
+                .trim_start_matches('\n');
             let title = meta.lines().find_map(|l| {
                 l.strip_prefix("title:")
                     .map(|t| t.trim().trim_matches(['"', '\'']).to_string())

@@ -1,7 +1,7 @@
 //! A thin event walker over quick-xml for the office extractors.
 
-use quick_xml::{Reader, XmlVersion};
 use quick_xml::events::{BytesStart, Event};
+use quick_xml::{Reader, XmlVersion};
 
 use crate::IngestError;
 
@@ -57,7 +57,8 @@ fn local_part(name: &str) -> &str {
 /// Streams the XML document `xml` (named `what` in errors) into `handler`.
 pub(super) fn walk(xml: &str, what: &str, handler: &mut impl Handler) -> Result<(), IngestError> {
     let mut reader = Reader::from_str(xml);
-    let bad = |e: &dyn std::fmt::Display| IngestError::parse(format!("malformed XML in {what}: {e}"));
+    let bad =
+        |e: &dyn std::fmt::Display| IngestError::parse(format!("malformed XML in {what}: {e}"));
     loop {
         match reader.read_event().map_err(|e| bad(&e))? {
             Event::Start(start) => {
@@ -119,11 +120,13 @@ mod tests {
     #[test]
     fn walks_prefixed_names_attributes_and_references() {
         let mut c = Collect::default();
-        walk(r#"<w:p><w:s w:val="a&amp;b"/>x &lt;&#65;</w:p>"#, "t", &mut c).unwrap();
-        assert_eq!(
-            c.0.join(""),
-            r#"<p None><s Some("a&b")></s>x <A</p>"#
-        );
+        walk(
+            r#"<w:p><w:s w:val="a&amp;b"/>x &lt;&#65;</w:p>"#,
+            "t",
+            &mut c,
+        )
+        .unwrap();
+        assert_eq!(c.0.join(""), r#"<p None><s Some("a&b")></s>x <A</p>"#);
     }
 
     #[test]
