@@ -413,10 +413,7 @@ impl VectorIndex {
             return Ok(self.exact_prepared(&q, k, &filter));
         };
         // usearch raises ef_search to k by itself when k is larger.
-        let matches = h
-            .index
-            .filtered_search(&q, k, |key| filter(key))
-            .map_err(backend)?;
+        let matches = h.index.filtered_search(&q, k, filter).map_err(backend)?;
         let mut out: Vec<(u64, f32)> = matches
             .keys
             .iter()
@@ -560,13 +557,8 @@ impl VectorIndex {
         if dim == 0 {
             return Err(corrupt("dimension is zero".to_owned()));
         }
-        let expected = (HEADER_LEN as u64)
-            .checked_add(
-                (count as u64)
-                    .checked_mul(8 + 4 * dim as u64)
-                    .unwrap_or(u64::MAX),
-            )
-            .unwrap_or(u64::MAX);
+        let expected =
+            (HEADER_LEN as u64).saturating_add((count as u64).saturating_mul(8 + 4 * dim as u64));
         if expected != file_len {
             return Err(corrupt(format!(
                 "expected {expected} bytes for {count} vectors of dimension {dim}, found {file_len}"

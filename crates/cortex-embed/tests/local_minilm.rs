@@ -4,6 +4,8 @@
 //! Run with `CORTEX_TEST_MINILM_DIR="$(scripts/minilm-dir.sh)" cargo test -p cortex-embed`.
 //! Without the variable these tests fail, unless `CORTEX_SKIP_LOCAL_EMBED=1` is set.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
+
 use std::path::PathBuf;
 
 use cortex_embed::{
@@ -129,7 +131,7 @@ async fn truncation_matches_sentence_transformers_reference() {
     };
     assert_eq!(embedder.max_length(), reference.truncated_max_length);
     let ours = embedder
-        .embed(&[reference.truncated_text.clone()])
+        .embed(std::slice::from_ref(&reference.truncated_text))
         .await
         .unwrap();
     assert_close(&ours[0], &reference.truncated_vector, "truncated text");
