@@ -295,24 +295,31 @@ fn render(units: &[Unit]) -> String {
     out
 }
 
-/// Cuts units larger than `budget` into pieces that fit (sentences, then words).
+/// Cuts units larger than `budget` into pieces that fit (sentences, then words). A table row
+/// that fits only without its repeated header is kept whole without it.
 fn fit_units(units: &[Unit], budget: usize) -> Vec<Unit> {
     let mut fitted = Vec::with_capacity(units.len());
     for unit in units {
-        let own_budget = match &unit.kind {
+        match &unit.kind {
             Kind::Row { header_tokens, .. } if header_tokens + 1 + unit.tokens <= budget => {
                 fitted.push(unit.clone());
-                continue;
             }
-            _ => budget,
-        };
-        if unit.tokens <= own_budget && !matches!(unit.kind, Kind::Row { .. }) {
-            fitted.push(unit.clone());
-            continue;
-        }
-        let splitter = TextSplitter::new(ChunkConfig::new(own_budget.max(1)).with_sizer(bpe()));
-        for piece in splitter.chunks(&unit.text) {
-            fitted.push(Unit::new(piece, Kind::Block));
+            _ if unit.tokens <= budget => {
+                let kind = match unit.kind {
+                    Kind::Row { .. } => Kind::Block,
+                    ref other => other.clone(),
+                };
+                fitted.push(Unit {
+                    kind,
+                    ..unit.clone()
+                });
+            }
+            _ => {
+                let splitter = TextSplitter::new(ChunkConfig::new(budget.max(1)).with_sizer(bpe()));
+                for piece in splitter.chunks(&unit.text) {
+                    fitted.push(Unit::new(piece, Kind::Block));
+                }
+            }
         }
     }
     fitted
@@ -508,6 +515,22 @@ mod tests {
         }
         let rows: usize = chunks.iter().map(|c| c.text.matches("| row").count()).sum();
         assert_eq!(rows, 40);
+    }
+
+    #[test]
+    fn a_row_too_big_for_its_header_is_kept_whole_without_it() {
+        let header = "| alpha beta gamma delta | epsilon zeta eta theta | iota kappa lambda mu |";
+        let row = "| one two three four five six | seven eight nine ten | eleven twelve thirteen |";
+        let table = format!("{header}\n| --- | --- | --- |\n{row}\n{row}\n");
+        let max = (count_tokens(row) + 4).max(MIN_MAX_TOKENS);
+        assert!(count_tokens(header) + count_tokens(row) > max);
+        let chunks = chunk(&doc(&table), &opts(max, 0));
+        let rows: Vec<&str> = chunks
+            .iter()
+            .flat_map(|c| c.text.lines())
+            .filter(|l| *l == row)
+            .collect();
+        assert_eq!(rows.len(), 2, "{chunks:#?}");
     }
 
     #[test]

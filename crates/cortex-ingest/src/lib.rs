@@ -11,6 +11,31 @@
 //!   their heading path and locator; [`count_tokens`] counts `cl100k_base` tokens offline.
 //!
 //! Every entry point reports failures as [`IngestError`] and never panics.
+//!
+//! # Hosting the worker
+//!
+//! The application binary serves as its own worker through a hidden subcommand, so no second
+//! executable has to be installed:
+//!
+//! ```no_run
+//! use cortex_ingest::{ChunkOptions, Limits, WorkerCommand, chunk, convert_isolated, detect};
+//!
+//! // In main(), before anything else (argument name chosen by the application):
+//! if std::env::args().nth(1).as_deref() == Some("__ingest-worker") {
+//!     std::process::exit(cortex_ingest::worker_main());
+//! }
+//!
+//! // Where a file is ingested:
+//! async fn ingest(name: &str, bytes: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
+//!     let worker = WorkerCommand::current_exe(["__ingest-worker"])?;
+//!     let format = detect(name, bytes).ok_or("unsupported file type")?;
+//!     let document = convert_isolated(&worker, bytes, format, &Limits::default()).await?;
+//!     for piece in chunk(&document, &ChunkOptions::default()) {
+//!         println!("{:?} {:?}: {}", piece.heading_path, piece.page, piece.text);
+//!     }
+//!     Ok(())
+//! }
+//! ```
 
 mod chunk;
 mod convert;
