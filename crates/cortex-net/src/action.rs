@@ -423,21 +423,21 @@ fn build_url(
         ));
     }
     let mut path = base_path.to_string();
-    if let Some(template) = spec.path_template.as_deref().map(str::trim) {
-        if !template.is_empty() {
-            if template.contains("://") || template.starts_with("//") {
-                return Err(ActionError::InvalidUrl(format!(
-                    "path template {template:?} must be a path"
-                )));
-            }
-            while path.ends_with('/') {
-                path.pop();
-            }
-            if !template.starts_with('/') {
-                path.push('/');
-            }
-            path.push_str(template);
+    if let Some(template) = spec.path_template.as_deref().map(str::trim)
+        && !template.is_empty()
+    {
+        if template.contains("://") || template.starts_with("//") {
+            return Err(ActionError::InvalidUrl(format!(
+                "path template {template:?} must be a path"
+            )));
         }
+        while path.ends_with('/') {
+            path.pop();
+        }
+        if !template.starts_with('/') {
+            path.push('/');
+        }
+        path.push_str(template);
     }
     let mut text = format!("{origin}{}", substitute(&path, args, used)?);
     if let Some(q) = query {

@@ -81,10 +81,10 @@ impl FetchedResponse {
 pub(crate) fn lossy_prefix(bytes: &[u8]) -> String {
     let mut end = bytes.len();
     // An incomplete trailing sequence is at most 3 bytes; drop it rather than show U+FFFD.
-    if let Err(e) = std::str::from_utf8(&bytes[end.saturating_sub(4)..]) {
-        if e.error_len().is_none() {
-            end = end.saturating_sub(4) + e.valid_up_to();
-        }
+    if let Err(e) = std::str::from_utf8(&bytes[end.saturating_sub(4)..])
+        && e.error_len().is_none()
+    {
+        end = end.saturating_sub(4) + e.valid_up_to();
     }
     String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
@@ -240,21 +240,21 @@ impl GuardedClient {
                 .await
                 .map_err(|e| map_send_error(&e, self.policy.timeout))?;
             let status = response.status();
-            if is_followed_redirect(status) {
-                if let Some(location) = response.headers().get(header::LOCATION) {
-                    if hops >= max_hops {
-                        return Err(NetError::TooManyRedirects { limit: max_hops });
-                    }
-                    hops += 1;
-                    let location = location.to_str().map_err(|_| {
-                        NetError::InvalidRedirect("Location header is not valid text".to_string())
-                    })?;
-                    let next = current.url.join(location).map_err(|e| {
-                        NetError::InvalidRedirect(format!("Location {location:?}: {e}"))
-                    })?;
-                    current = redirect_request(current, status, next);
-                    continue;
+            if is_followed_redirect(status)
+                && let Some(location) = response.headers().get(header::LOCATION)
+            {
+                if hops >= max_hops {
+                    return Err(NetError::TooManyRedirects { limit: max_hops });
                 }
+                hops += 1;
+                let location = location.to_str().map_err(|_| {
+                    NetError::InvalidRedirect("Location header is not valid text".to_string())
+                })?;
+                let next = current.url.join(location).map_err(|e| {
+                    NetError::InvalidRedirect(format!("Location {location:?}: {e}"))
+                })?;
+                current = redirect_request(current, status, next);
+                continue;
             }
             let headers = response.headers().clone();
             let final_url = response.url().clone();
@@ -277,10 +277,11 @@ impl GuardedClient {
     ) -> Result<(Bytes, bool), NetError> {
         let cap = self.policy.max_response_bytes;
         let fail_on_oversize = self.policy.oversize == OversizePolicy::Error;
-        if let Some(len) = response.content_length() {
-            if fail_on_oversize && len > cap as u64 {
-                return Err(NetError::TooLarge { limit: cap });
-            }
+        if let Some(len) = response.content_length()
+            && fail_on_oversize
+            && len > cap as u64
+        {
+            return Err(NetError::TooLarge { limit: cap });
         }
         let initial = response
             .content_length()

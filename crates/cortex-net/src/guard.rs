@@ -347,9 +347,7 @@ fn embedded_ipv4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
         return Some(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
     }
     // 64:ff9b::a.b.c.d and 64:ff9b:1::/48 (NAT64)
-    if (s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0])
-        || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1)
-    {
+    if s[0] == 0x64 && s[1] == 0xff9b && (s[2..6] == [0, 0, 0, 0] || s[2] == 1) {
         return Some(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
     }
     // 2002:AABB:CCDD::/48 (6to4)

@@ -302,7 +302,8 @@ impl Inliner<'_> {
         match value {
             Value::Object(obj) => {
                 if let Some(reference) = obj.get("$ref").and_then(Value::as_str) {
-                    if self.budget == 0 || self.stack.iter().any(|r| r == reference)
+                    if self.budget == 0
+                        || self.stack.iter().any(|r| r == reference)
                         || self.stack.len() >= MAX_REF_DEPTH
                     {
                         return json!({});

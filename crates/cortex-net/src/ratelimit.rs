@@ -110,7 +110,7 @@ impl RateLimiter {
         }
         let mut state = self.lock();
         state.checks += 1;
-        if state.checks % SWEEP_EVERY == 0 {
+        if state.checks.is_multiple_of(SWEEP_EVERY) {
             state.keys.retain(|_, w| {
                 w.calls
                     .back()
