@@ -44,14 +44,19 @@ const FORBIDDEN_HEADERS: &[&str] = &[
 pub enum HttpMethod {
     /// `GET`: arguments not used in the path go to the query string.
     #[default]
+    #[serde(alias = "get", alias = "Get")]
     Get,
     /// `POST`: JSON body.
+    #[serde(alias = "post", alias = "Post")]
     Post,
     /// `PUT`: JSON body.
+    #[serde(alias = "put", alias = "Put")]
     Put,
     /// `PATCH`: JSON body.
+    #[serde(alias = "patch", alias = "Patch")]
     Patch,
     /// `DELETE`: arguments not used in the path go to the query string.
+    #[serde(alias = "delete", alias = "Delete")]
     Delete,
 }
 

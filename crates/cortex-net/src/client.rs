@@ -383,7 +383,10 @@ fn map_send_error(err: &reqwest::Error, timeout: Duration) -> NetError {
         }
         source = e.source();
     }
-    if err.is_timeout() {
+    if err.is_connect() {
+        // Includes connect timeouts: a connection error, so retryable.
+        NetError::Connect(error_chain(err))
+    } else if err.is_timeout() {
         NetError::Timeout(timeout)
     } else if err.is_builder() {
         NetError::Request(error_chain(err))
