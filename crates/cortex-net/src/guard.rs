@@ -643,6 +643,10 @@ mod tests {
             "http://169.254.169.254/latest/meta-data",
             "http://metadata.google.internal/computeMetadata/v1/",
             "http://METADATA.GOOGLE.INTERNAL./",
+            "http://127.0.0.1./",
+            "http://[::ffff:a9fe:a9fe]/",
+            "http://[0:0:0:0:0:ffff:7f00:1]/",
+            "http://[::]/",
         ] {
             assert!(
                 matches!(check(u), Err(NetError::Blocked { .. })),
