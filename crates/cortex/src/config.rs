@@ -27,6 +27,11 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub shutdown: ShutdownConfig,
     pub log: LogConfig,
+    pub network: NetworkConfig,
+    /// Model providers and tiers. Empty: the `OPENAI_…`/`ANTHROPIC_…` environment conventions,
+    /// or else the built-in extractive responder.
+    #[serde(skip_serializing)]
+    pub llm: cortex_llm::LlmConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,6 +66,18 @@ pub struct LimitsConfig {
     pub json_body_bytes: usize,
     /// Largest accepted multipart upload, in bytes.
     pub upload_bytes: usize,
+    /// Interval of `: heartbeat` comments on event streams, in seconds.
+    pub sse_heartbeat_seconds: f64,
+}
+
+/// Outbound requests (tool-call webhooks, URL ingestion).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Allow loopback, private, link-local and metadata addresses (development only).
+    pub allow_private: bool,
+    /// Host names or IP addresses allowed even though they are private (e.g. an internal API).
+    pub allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -108,6 +125,8 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             shutdown: ShutdownConfig::default(),
             log: LogConfig::default(),
+            network: NetworkConfig::default(),
+            llm: cortex_llm::LlmConfig::default(),
         }
     }
 }
@@ -137,6 +156,7 @@ impl Default for LimitsConfig {
         Self {
             json_body_bytes: 1024 * 1024,
             upload_bytes: 60 * 1024 * 1024,
+            sse_heartbeat_seconds: 15.0,
         }
     }
 }
@@ -189,7 +209,11 @@ impl Config {
                             || k == "new_user_password"
                             || k.starts_with("bootstrap_")
                             || k.starts_with("test_")
-                            || k.starts_with("skip_"))
+                            || k.starts_with("skip_")
+                            // Read by the LLM crate's environment defaults.
+                            || k.starts_with("openai_")
+                            || k.starts_with("anthropic_")
+                            || (k.starts_with("llm_") && !k.starts_with("llm__")))
                     })
                     .split("__"),
             )
@@ -233,11 +257,20 @@ impl Config {
         for origin in &self.cors.allowed_origins {
             crate::api::cors::OriginPattern::parse(origin).map_err(ConfigError)?;
         }
-        if self.limits.json_body_bytes == 0 || self.limits.upload_bytes == 0 {
+        if self.limits.json_body_bytes == 0
+            || self.limits.upload_bytes == 0
+            || self.limits.sse_heartbeat_seconds.partial_cmp(&0.0)
+                != Some(std::cmp::Ordering::Greater)
+        {
             return Err(ConfigError("limits must be positive".into()));
         }
         if !(self.shutdown.drain_seconds >= 0.0 && self.shutdown.announce_seconds >= 0.0) {
             return Err(ConfigError("shutdown times must be non-negative".into()));
+        }
+        if !self.llm.is_empty() {
+            self.llm
+                .validate()
+                .map_err(|e| ConfigError(format!("llm: {e}")))?;
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| ConfigError(format!("log.level: {e}")))?;

@@ -1,8 +1,11 @@
 //! Cortex: a self-hosted, multi-tenant AI agent backend. See `ARCHITECTURE.md` for the map.
 
+pub mod actions;
+pub mod agents;
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod pipeline;
 pub mod server;
 pub mod state;
 pub mod store;

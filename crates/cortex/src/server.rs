@@ -49,7 +49,69 @@ pub async fn init(config: Config) -> anyhow::Result<AppState> {
         .unwrap_or_else(|| format!("cortex-{}", &random_string(10).to_lowercase()));
 
     bootstrap(&store, &config).await?;
-    Ok(AppState::new(Arc::new(config), store, jwt, instance_id))
+    let llm = build_llm(&config)?;
+    // Load the tokenizer and the router's patterns now, not on the first chat.
+    tokio::task::spawn_blocking(|| {
+        cortex_llm::tokens::preload();
+        cortex_llm::router::classify("warm up", false);
+    })
+    .await?;
+    let tools: Arc<dyn crate::pipeline::tools::ToolExecutor> =
+        Arc::new(crate::actions::ActionTools::new(
+            store.clone(),
+            Arc::new(
+                crate::actions::NetRunner::new(&config.network)
+                    .context("building the outbound HTTP client")?,
+            ),
+        ));
+    Ok(AppState::new(
+        Arc::new(config),
+        store,
+        jwt,
+        instance_id,
+        llm,
+        tools,
+    ))
+}
+
+/// The configured models, else the SDK environment conventions, else none (extractive responder).
+fn build_llm(config: &Config) -> anyhow::Result<Option<Arc<cortex_llm::TieredClient>>> {
+    let llm_config = if config.llm.is_empty() {
+        cortex_llm::LlmConfig::from_env_defaults()
+    } else {
+        Some(config.llm.clone())
+    };
+    match llm_config {
+        Some(c) => {
+            let client = c.build().context("building the LLM clients")?;
+            let tiers: Vec<String> = cortex_llm::Tier::ALL
+                .iter()
+                .filter_map(|t| {
+                    client.chain(*t).map(|(_, chain)| {
+                        format!(
+                            "{t}={}",
+                            chain
+                                .entries()
+                                .iter()
+                                .map(|e| e.model.as_str())
+                                .collect::<Vec<_>>()
+                                .join("|")
+                        )
+                    })
+                })
+                .collect();
+            tracing::info!(tiers = %tiers.join(" "), "models configured");
+            Ok(Some(Arc::new(client)))
+        }
+        None => {
+            tracing::info!(
+                "no model configured: the built-in extractive responder answers from FAQs and knowledge. \
+                 To use a model, set OPENAI_API_KEY (and OPENAI_BASE_URL for a compatible server) or \
+                 ANTHROPIC_API_KEY, or configure [llm] providers and tiers"
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// On an empty database: the first company and its admin, with the configured password or a

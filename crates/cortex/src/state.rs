@@ -9,8 +9,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+use crate::agents::ConfigCache;
 use crate::auth::jwt::JwtKeys;
 use crate::config::Config;
+use crate::pipeline::tools::ToolExecutor;
 use crate::store::SqlStore;
 
 #[derive(Clone)]
@@ -21,6 +23,12 @@ pub struct Inner {
     pub store: SqlStore,
     pub jwt: JwtKeys,
     pub instance_id: String,
+    /// The configured models; `None` means the built-in extractive responder answers.
+    pub llm: Option<Arc<cortex_llm::TieredClient>>,
+    /// Runs the tool calls of stage 07.
+    pub tools: Arc<dyn ToolExecutor>,
+    /// Stage 01's cache of loaded agents.
+    pub agent_cache: ConfigCache,
     /// Background work (key touches, later: memory extraction, runs) that shutdown waits for.
     pub tasks: TaskTracker,
     /// Cancelled when the node begins shutting down.
@@ -38,12 +46,22 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(config: Arc<Config>, store: SqlStore, jwt: JwtKeys, instance_id: String) -> Self {
+    pub fn new(
+        config: Arc<Config>,
+        store: SqlStore,
+        jwt: JwtKeys,
+        instance_id: String,
+        llm: Option<Arc<cortex_llm::TieredClient>>,
+        tools: Arc<dyn ToolExecutor>,
+    ) -> Self {
         Self(Arc::new(Inner {
             config,
             store,
             jwt,
             instance_id,
+            llm,
+            tools,
+            agent_cache: ConfigCache::default(),
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             shutting_down: AtomicBool::new(false),
@@ -59,6 +77,11 @@ impl AppState {
     pub fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
         self.shutdown.cancel();
+    }
+
+    /// Drop an agent's cached configuration (after an update or delete).
+    pub async fn invalidate_agent(&self, agent_id: Uuid) {
+        self.agent_cache.invalidate(agent_id);
     }
 
     /// Whether this node should write `last_used_at` for a key now (at most once per interval).

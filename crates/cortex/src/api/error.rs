@@ -88,6 +88,20 @@ impl ApiError {
         ApiError::Validation(errors)
     }
 
+    /// The code and the client-safe message, for errors reported inside a stream.
+    pub fn code_and_message(&self) -> (&'static str, String) {
+        let (_, code) = self.parts();
+        let message = match self {
+            ApiError::Internal(cause) => {
+                tracing::error!(error = %cause, "internal error");
+                "Internal server error".to_string()
+            }
+            ApiError::Validation(_) => "Request validation failed".to_string(),
+            other => other.to_string(),
+        };
+        (code, message)
+    }
+
     fn parts(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BAD_REQUEST"),

@@ -43,6 +43,11 @@ impl Checks {
         self
     }
 
+    pub fn push(&mut self, error: FieldError) -> &mut Self {
+        self.0.push(error);
+        self
+    }
+
     pub fn finish(&mut self) -> Result<(), Vec<FieldError>> {
         if self.0.is_empty() {
             Ok(())

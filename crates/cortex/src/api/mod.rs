@@ -1,6 +1,9 @@
 //! HTTP: the only module that knows axum and the wire JSON. Routes, layers, the OpenAPI document.
 
+pub mod actions;
+pub mod agents;
 pub mod auth;
+pub mod chat;
 pub mod cors;
 pub mod error;
 pub mod extract;
@@ -33,7 +36,7 @@ use crate::state::AppState;
 #[openapi(
     info(title = "Cortex API", description = "Self-hosted, multi-tenant AI agent backend."),
     modifiers(&SecurityAddon),
-    tags((name = "health"), (name = "auth"), (name = "portal"))
+    tags((name = "health"), (name = "auth"), (name = "portal"), (name = "agents"), (name = "actions"), (name = "chat"))
 )]
 struct ApiDoc;
 
@@ -68,6 +71,13 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(portal::login))
         .routes(routes!(portal::create_key, portal::list_keys))
         .routes(routes!(portal::revoke_key))
+        .routes(routes!(agents::create, agents::list))
+        .routes(routes!(agents::get, agents::patch, agents::delete))
+        .routes(routes!(agents::config))
+        .routes(routes!(actions::create, actions::list))
+        .routes(routes!(actions::get, actions::patch, actions::delete))
+        .routes(routes!(chat::chat))
+        .routes(routes!(chat::chat_stream))
         .split_for_parts()
 }
 

@@ -6,8 +6,13 @@
 //! Queries are written once in portable SQL (`$n` parameters, text ids and timestamps) and run
 //! through sqlx's `Any` driver; each backend keeps its own migrations directory.
 
+mod actions;
+mod agents;
 mod api_keys;
+mod cache;
 mod companies;
+mod conversations;
+mod memory;
 mod users;
 
 use std::str::FromStr;
@@ -18,8 +23,13 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 use uuid::Uuid;
 
+pub use actions::ActionStore;
+pub use agents::AgentStore;
 pub use api_keys::{ApiKey, ApiKeyStore, NewApiKey};
+pub use cache::{CacheEntry, CacheStore};
 pub use companies::{Company, CompanyStore};
+pub use conversations::{ConversationStore, StoredMessage, Turn};
+pub use memory::{Fact, MemoryStore, NewFact};
 pub use users::{Role, User, UserStore};
 
 /// Which database the store talks to.

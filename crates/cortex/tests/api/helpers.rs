@@ -301,6 +301,49 @@ impl Drop for TestApp {
     }
 }
 
+/// Model configuration pointing every tier at a fake server: tier `t` uses model `m-t`.
+pub fn fake_llm(base_url: &str, retries: u32, timeout_secs: f64) -> cortex_llm::LlmConfig {
+    let tiers: serde_json::Map<String, Value> = ["speed", "nano", "sonnet", "complex", "search"]
+        .iter()
+        .map(|t| {
+            (
+                t.to_string(),
+                json!([{"provider": "fake", "model": format!("m-{t}")}]),
+            )
+        })
+        .collect();
+    serde_json::from_value(json!({
+        "providers": {"fake": {"kind": "openai", "base_url": base_url, "api_key": "sk-test",
+            "timeout_secs": timeout_secs, "retries": retries, "max_retry_after_secs": 2.0}},
+        "tiers": tiers,
+        "prices": {"m-nano": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}},
+    }))
+    .unwrap()
+}
+
+impl TestApp {
+    /// The bootstrap company's id.
+    pub async fn company_id(&self, session: &Auth) -> String {
+        self.get("/v1/me", session).await.body["company_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Create an agent and return its id.
+    pub async fn create_agent(&self, session: &Auth, body: Value) -> String {
+        let r = self.post("/v1/agents", session, body).await;
+        assert_eq!(r.status, 201, "create agent: {}", r.body);
+        r.body["id"].as_str().unwrap().to_string()
+    }
+
+    /// A `/v1/chat` body.
+    pub fn chat_body(company: &str, agent: &str, conversation: &str, message: &str) -> Value {
+        json!({"company_id": company, "agent_id": agent, "conversation_id": conversation,
+               "customer_id": "cust_1", "message": message})
+    }
+}
+
 /// Poll `f` until it returns `Some`, for effects that happen in the background.
 pub async fn eventually<T, F, Fut>(mut f: F) -> T
 where
@@ -314,4 +357,47 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("condition not reached within 5 s");
+}
+
+type Calls = std::sync::Arc<std::sync::Mutex<Vec<(String, String, Value)>>>;
+
+/// A webhook receiver that records every call and answers `{"status": "shipped", …}`.
+pub struct Receiver {
+    pub base: String,
+    calls: Calls,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        use axum::extract::{Request, State};
+        let calls: Calls = Default::default();
+        let app = axum::Router::new()
+            .fallback(|State(calls): State<Calls>, req: Request| async move {
+                let method = req.method().to_string();
+                let uri = req.uri().to_string();
+                let body = axum::body::to_bytes(req.into_body(), 1 << 20)
+                    .await
+                    .unwrap_or_default();
+                let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                calls.lock().unwrap().push((method, uri.clone(), body));
+                axum::Json(json!({"status": "shipped", "eta": "2026-05-14", "path": uri}))
+            })
+            .with_state(calls.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Receiver {
+            base,
+            calls,
+            _task: task,
+        }
+    }
+
+    /// `(method, path and query, JSON body)` of every call so far.
+    pub fn calls(&self) -> Vec<(String, String, Value)> {
+        self.calls.lock().unwrap().clone()
+    }
 }

@@ -7,7 +7,9 @@
 
 mod helpers;
 
+mod agents;
 mod auth;
+mod chat;
 mod cli;
 mod conventions;
 mod health;

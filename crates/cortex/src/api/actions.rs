@@ -1,0 +1,240 @@
+//! `/v1/actions`: the company's webhooks that agents may call as tools.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::error::{ApiError, ApiResult, FieldError};
+use super::extract::{ApiJson, Caller, Checks, PageInfo, Pagination, Validate};
+use crate::actions::{Action, ActionDef};
+use crate::auth::Identity;
+use crate::state::AppState;
+use crate::store::{ActionStore, StoreError};
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ActionView {
+    #[schema(value_type = String)]
+    pub id: Uuid,
+    #[serde(flatten)]
+    pub def: ActionDef,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<Action> for ActionView {
+    fn from(a: Action) -> Self {
+        Self {
+            id: a.id,
+            def: a.def,
+            created_at: a.created_at,
+            updated_at: a.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ActionList {
+    pub success: bool,
+    pub actions: Vec<ActionView>,
+    pub pagination: PageInfo,
+}
+
+const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
+
+impl Validate for ActionDef {
+    fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut c = Checks::default();
+        c.check(
+            !self.name.is_empty()
+                && self.name.len() <= 64
+                && self
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+            "name",
+            "name is 1-64 characters of letters, digits, '_' or '-' (it is the model's tool name)",
+            "value_error",
+        );
+        c.check(
+            self.description.chars().count() <= 2000,
+            "description",
+            "description is limited to 2000 characters",
+            "string_length",
+        );
+        let url_ok = url_is_http(&self.webhook_url);
+        c.check(
+            url_ok,
+            "webhook_url",
+            "webhook_url must be an absolute http(s) URL",
+            "url_parsing",
+        );
+        c.check(
+            METHODS.contains(&self.method.as_str()),
+            "method",
+            "method must be one of GET, POST, PUT, PATCH, DELETE",
+            "value_error",
+        );
+        c.check(
+            self.headers.len() <= 50,
+            "headers",
+            "at most 50 headers",
+            "too_long",
+        );
+        c.check(
+            self.parameters_schema.get("type").and_then(Value::as_str) == Some("object"),
+            "parameters_schema",
+            "parameters_schema must be a JSON Schema of type object",
+            "value_error",
+        );
+        if let Some(rl) = &self.rate_limit {
+            c.check(
+                rl.max_calls >= 1 && (1..=86_400).contains(&rl.window_seconds),
+                "rate_limit",
+                "rate_limit needs max_calls >= 1 and window_seconds in 1..86400",
+                "value_error",
+            );
+        }
+        c.check(
+            self.auth_type == crate::actions::AuthType::None,
+            "auth_type",
+            "only auth_type \"none\" is supported until connections (encrypted credentials) are available; static headers work",
+            "value_error",
+        );
+        if let Some(p) = &self.path_template {
+            c.check(
+                p.starts_with('/'),
+                "path_template",
+                "path_template must start with '/'",
+                "value_error",
+            );
+        }
+        c.finish()
+    }
+}
+
+fn url_is_http(s: &str) -> bool {
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"));
+    rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace))
+}
+
+fn require_admin(caller: &Identity) -> ApiResult<()> {
+    if caller.is_admin() {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "Only company admins can change actions".into(),
+        ))
+    }
+}
+
+fn parse_id(id: &str) -> ApiResult<Uuid> {
+    Uuid::parse_str(id).map_err(|_| ApiError::not_found("Action"))
+}
+
+fn not_found(e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound => ApiError::not_found("Action"),
+        other => other.into(),
+    }
+}
+
+#[utoipa::path(post, path = "/v1/actions", tag = "actions", request_body = ActionDef, security(("bearer" = []), ("api_key" = [])),
+    responses((status = 201, body = ActionView), (status = 401), (status = 403), (status = 409), (status = 422)))]
+pub async fn create(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiJson(def): ApiJson<ActionDef>,
+) -> ApiResult<(StatusCode, Json<ActionView>)> {
+    require_admin(&caller)?;
+    let action = state.store.create_action(caller.company_id, &def).await?;
+    Ok((StatusCode::CREATED, Json(action.into())))
+}
+
+#[utoipa::path(get, path = "/v1/actions", tag = "actions", security(("bearer" = []), ("api_key" = [])),
+    params(("limit" = Option<i64>, Query), ("offset" = Option<i64>, Query)),
+    responses((status = 200, body = ActionList), (status = 401), (status = 422)))]
+pub async fn list(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    page: Pagination,
+) -> ApiResult<Json<ActionList>> {
+    let actions = state
+        .store
+        .list_actions(caller.company_id, page.limit, page.offset)
+        .await?;
+    Ok(Json(ActionList {
+        success: true,
+        actions: actions.items.into_iter().map(Into::into).collect(),
+        pagination: page.info(actions.total),
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/actions/{id}", tag = "actions", security(("bearer" = []), ("api_key" = [])),
+    params(("id" = String, Path)), responses((status = 200, body = ActionView), (status = 401), (status = 404)))]
+pub async fn get(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ActionView>> {
+    let action = state
+        .store
+        .get_action(caller.company_id, parse_id(&id)?)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Action"))?;
+    Ok(Json(action.into()))
+}
+
+#[utoipa::path(patch, path = "/v1/actions/{id}", tag = "actions", request_body = Object, security(("bearer" = []), ("api_key" = [])),
+    params(("id" = String, Path)), responses((status = 200, body = ActionView), (status = 401), (status = 403), (status = 404), (status = 422)))]
+pub async fn patch(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    ApiJson(super::agents::AgentPatch(patch)): ApiJson<super::agents::AgentPatch>,
+) -> ApiResult<Json<ActionView>> {
+    require_admin(&caller)?;
+    let id = parse_id(&id)?;
+    let current = state
+        .store
+        .get_action(caller.company_id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Action"))?;
+    let mut merged: Map<String, Value> =
+        match serde_json::to_value(&current.def).map_err(ApiError::internal)? {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+    merged.extend(patch);
+    let def: ActionDef =
+        super::extract::parse_json(&serde_json::to_vec(&merged).map_err(ApiError::internal)?)?;
+    def.validate().map_err(ApiError::validation)?;
+    let action = state
+        .store
+        .update_action(caller.company_id, id, &def)
+        .await
+        .map_err(not_found)?;
+    Ok(Json(action.into()))
+}
+
+#[utoipa::path(delete, path = "/v1/actions/{id}", tag = "actions", security(("bearer" = []), ("api_key" = [])),
+    params(("id" = String, Path)), responses((status = 200, description = "Deleted"), (status = 401), (status = 403), (status = 404)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    require_admin(&caller)?;
+    let id = parse_id(&id)?;
+    state
+        .store
+        .delete_action(caller.company_id, id)
+        .await
+        .map_err(not_found)?;
+    Ok(Json(json!({"success": true, "id": id, "deleted": true})))
+}

@@ -1,0 +1,130 @@
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use super::{SqlStore, StoreResult, fmt_ts, new_id, now};
+
+/// One stored message of a conversation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredMessage {
+    /// `user` or `assistant`.
+    pub role: String,
+    pub content: String,
+}
+
+/// A finished chat turn and what it cost, written together.
+#[derive(Debug, Clone)]
+pub struct Turn {
+    pub agent_id: Uuid,
+    pub conversation_id: Uuid,
+    pub customer_id: String,
+    pub user_message: String,
+    pub reply: String,
+    /// `nano`, `cache`, `extractive`, …
+    pub model_used: String,
+    /// The provider model that answered (empty for cache and extractive answers).
+    pub model: String,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_usd: f64,
+    pub cached: bool,
+    pub tool_rounds: i64,
+    pub latency_ms: i64,
+}
+
+/// Conversation history and usage metering.
+#[async_trait]
+pub trait ConversationStore {
+    /// The last `limit` messages of a conversation, oldest first.
+    async fn history(
+        &self,
+        company_id: Uuid,
+        conversation_id: Uuid,
+        limit: i64,
+    ) -> StoreResult<Vec<StoredMessage>>;
+    /// Persist both messages of a turn and its usage event in one transaction.
+    async fn record_turn(&self, company_id: Uuid, turn: &Turn) -> StoreResult<()>;
+}
+
+#[derive(sqlx::FromRow)]
+struct MessageRow {
+    role: String,
+    content: String,
+}
+
+#[async_trait]
+impl ConversationStore for SqlStore {
+    async fn history(
+        &self,
+        company_id: Uuid,
+        conversation_id: Uuid,
+        limit: i64,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        let mut rows = sqlx::query_as::<_, MessageRow>(
+            "SELECT role, content FROM conversation_messages WHERE company_id = $1 AND conversation_id = $2 \
+             ORDER BY created_at DESC, id DESC LIMIT $3",
+        )
+        .bind(company_id.to_string())
+        .bind(conversation_id.to_string())
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.reverse();
+        Ok(rows
+            .into_iter()
+            .map(|r| StoredMessage {
+                role: r.role,
+                content: r.content,
+            })
+            .collect())
+    }
+
+    async fn record_turn(&self, company_id: Uuid, t: &Turn) -> StoreResult<()> {
+        let company = company_id.to_string();
+        let (agent, conv) = (t.agent_id.to_string(), t.conversation_id.to_string());
+        let at = now();
+        // The reply sorts after the message even within one microsecond.
+        let (user_at, reply_at) = (fmt_ts(at), fmt_ts(at + chrono::Duration::microseconds(1)));
+        let mut tx = self.pool().begin().await?;
+        for (role, content, ts) in [
+            ("user", &t.user_message, &user_at),
+            ("assistant", &t.reply, &reply_at),
+        ] {
+            sqlx::query(
+                "INSERT INTO conversation_messages (id, company_id, agent_id, conversation_id, customer_id, role, content, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(new_id().to_string())
+            .bind(&company)
+            .bind(&agent)
+            .bind(&conv)
+            .bind(&t.customer_id)
+            .bind(role)
+            .bind(content)
+            .bind(ts)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO usage_events (id, company_id, agent_id, conversation_id, model_used, model, input_tokens, \
+             output_tokens, cost_usd, cached, tool_rounds, latency_ms, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(new_id().to_string())
+        .bind(&company)
+        .bind(&agent)
+        .bind(&conv)
+        .bind(&t.model_used)
+        .bind(&t.model)
+        .bind(t.input_tokens)
+        .bind(t.output_tokens)
+        .bind(t.cost_usd)
+        .bind(i64::from(t.cached))
+        .bind(t.tool_rounds)
+        .bind(t.latency_ms)
+        .bind(&reply_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

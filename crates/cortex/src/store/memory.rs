@@ -1,0 +1,117 @@
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use super::{SqlStore, StoreError, StoreResult, fmt_ts, new_id, now, parse_id};
+
+/// A durable fact about a customer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fact {
+    pub id: Uuid,
+    pub fact: String,
+    pub category: String,
+    pub confidence: f64,
+    pub agent_id: Option<Uuid>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewFact {
+    pub customer_id: String,
+    pub agent_id: Option<Uuid>,
+    pub fact: String,
+    pub category: String,
+    pub confidence: f64,
+    pub source: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct FactRow {
+    id: String,
+    fact: String,
+    category: String,
+    confidence: f64,
+    agent_id: Option<String>,
+}
+
+/// Customer memory, scoped by company and customer (and optionally agent).
+#[async_trait]
+pub trait MemoryStore {
+    async fn save_fact(&self, company_id: Uuid, fact: &NewFact) -> StoreResult<Uuid>;
+    /// The customer's facts visible to `agent_id` (facts of no agent, or of that agent), newest first.
+    async fn facts(
+        &self,
+        company_id: Uuid,
+        customer_id: &str,
+        agent_id: Option<Uuid>,
+        limit: i64,
+    ) -> StoreResult<Vec<Fact>>;
+    async fn delete_fact(&self, company_id: Uuid, fact_id: Uuid) -> StoreResult<()>;
+}
+
+#[async_trait]
+impl MemoryStore for SqlStore {
+    async fn save_fact(&self, company_id: Uuid, f: &NewFact) -> StoreResult<Uuid> {
+        let id = new_id();
+        sqlx::query(
+            "INSERT INTO memory_facts (id, company_id, customer_id, agent_id, fact, category, confidence, source, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(id.to_string())
+        .bind(company_id.to_string())
+        .bind(&f.customer_id)
+        .bind(f.agent_id.map(|a| a.to_string()))
+        .bind(&f.fact)
+        .bind(&f.category)
+        .bind(f.confidence)
+        .bind(&f.source)
+        .bind(fmt_ts(now()))
+        .execute(self.pool())
+        .await?;
+        Ok(id)
+    }
+
+    async fn facts(
+        &self,
+        company_id: Uuid,
+        customer_id: &str,
+        agent_id: Option<Uuid>,
+        limit: i64,
+    ) -> StoreResult<Vec<Fact>> {
+        let agent = agent_id.map(|a| a.to_string()).unwrap_or_default();
+        sqlx::query_as::<_, FactRow>(
+            "SELECT id, fact, category, confidence, agent_id FROM memory_facts \
+             WHERE company_id = $1 AND customer_id = $2 AND (agent_id IS NULL OR agent_id = $3) \
+             ORDER BY created_at DESC, id DESC LIMIT $4",
+        )
+        .bind(company_id.to_string())
+        .bind(customer_id)
+        .bind(agent)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?
+        .into_iter()
+        .map(|r| {
+            Ok(Fact {
+                id: parse_id(&r.id)?,
+                fact: r.fact,
+                category: r.category,
+                confidence: r.confidence,
+                agent_id: r.agent_id.as_deref().map(parse_id).transpose()?,
+            })
+        })
+        .collect()
+    }
+
+    async fn delete_fact(&self, company_id: Uuid, fact_id: Uuid) -> StoreResult<()> {
+        let done = sqlx::query("DELETE FROM memory_facts WHERE company_id = $1 AND id = $2")
+            .bind(company_id.to_string())
+            .bind(fact_id.to_string())
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        if done == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound)
+        }
+    }
+}
