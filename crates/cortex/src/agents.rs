@@ -153,6 +153,12 @@ impl ConfigCache {
             map.remove(&agent_id);
         }
     }
+
+    pub fn clear(&self) {
+        if let Ok(mut map) = self.entries.lock() {
+            map.clear();
+        }
+    }
 }
 
 /// The agent's configuration in the shape of `GET /v1/agents/{id}/config`.

@@ -20,6 +20,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `sqlite://…` or `postgres://…`; empty means `sqlite://<data_dir>/cortex.db`.
     pub database_url: Option<String>,
+    /// `redis://…`: coordination between nodes (config-cache invalidation). Empty: single node.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key and channel, so several installations can share one Redis.
+    pub redis_prefix: String,
     /// Stable name of this node in health answers and logs; random when empty.
     pub instance_id: Option<String>,
     pub auth: AuthConfig,
@@ -119,6 +123,8 @@ impl Default for Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("data"),
             database_url: None,
+            redis_url: None,
+            redis_prefix: "cortex".into(),
             instance_id: None,
             auth: AuthConfig::default(),
             cors: CorsConfig::default(),
@@ -198,7 +204,7 @@ impl Config {
             fig = fig.merge(Toml::file(path));
         }
         fig = fig
-            .merge(Env::raw().only(&["DATABASE_URL"]))
+            .merge(Env::raw().only(&["DATABASE_URL", "REDIS_URL"]))
             .merge(
                 Env::prefixed("CORTEX_")
                     .filter(|k| {
@@ -236,6 +242,13 @@ impl Config {
         {
             return Err(ConfigError(
                 "database_url must start with sqlite:, postgres:// or postgresql://".into(),
+            ));
+        }
+        if let Some(url) = &self.redis_url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            return Err(ConfigError(
+                "redis_url must start with redis:// or rediss://".into(),
             ));
         }
         if self.auth.jwt_ttl_seconds == 0 {

@@ -5,6 +5,7 @@ pub mod agents;
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod coord;
 pub mod pipeline;
 pub mod server;
 pub mod state;

@@ -64,14 +64,22 @@ pub async fn init(config: Config) -> anyhow::Result<AppState> {
                     .context("building the outbound HTTP client")?,
             ),
         ));
-    Ok(AppState::new(
-        Arc::new(config),
-        store,
-        jwt,
-        instance_id,
-        llm,
-        tools,
-    ))
+    let coord =
+        crate::coord::Coordinator::connect(config.redis_url.as_deref(), &config.redis_prefix)
+            .await
+            .context("connecting to Redis")?;
+    let state = AppState::new(Arc::new(config), store, jwt, instance_id, llm, tools, coord);
+    let st = state.clone();
+    let apply = Arc::new(move |agent: Option<uuid::Uuid>| match agent {
+        Some(id) => st.agent_cache.invalidate(id),
+        None => st.agent_cache.clear(),
+    });
+    state
+        .coord
+        .start_listener(apply, &state.tasks, state.shutdown.clone())
+        .await
+        .context("subscribing to Redis")?;
+    Ok(state)
 }
 
 /// The configured models, else the SDK environment conventions, else none (extractive responder).

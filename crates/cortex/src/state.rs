@@ -29,6 +29,8 @@ pub struct Inner {
     pub tools: Arc<dyn ToolExecutor>,
     /// Stage 01's cache of loaded agents.
     pub agent_cache: ConfigCache,
+    /// In-process, or Redis when scaled out.
+    pub coord: crate::coord::Coordinator,
     /// Background work (key touches, later: memory extraction, runs) that shutdown waits for.
     pub tasks: TaskTracker,
     /// Cancelled when the node begins shutting down.
@@ -53,6 +55,7 @@ impl AppState {
         instance_id: String,
         llm: Option<Arc<cortex_llm::TieredClient>>,
         tools: Arc<dyn ToolExecutor>,
+        coord: crate::coord::Coordinator,
     ) -> Self {
         Self(Arc::new(Inner {
             config,
@@ -62,6 +65,7 @@ impl AppState {
             llm,
             tools,
             agent_cache: ConfigCache::default(),
+            coord,
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             shutting_down: AtomicBool::new(false),
@@ -81,7 +85,9 @@ impl AppState {
 
     /// Drop an agent's cached configuration (after an update or delete).
     pub async fn invalidate_agent(&self, agent_id: Uuid) {
-        self.agent_cache.invalidate(agent_id);
+        self.coord
+            .invalidate_agent(&self.agent_cache, agent_id)
+            .await;
     }
 
     /// Whether this node should write `last_used_at` for a key now (at most once per interval).

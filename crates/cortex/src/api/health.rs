@@ -71,6 +71,12 @@ pub async fn detailed(State(state): State<AppState>) -> Json<DetailedHealth> {
         Err(_) => "error: timed out".to_string(),
     };
     checks.insert(state.store.backend().name().to_string(), db);
+    if let Some(redis) = state.coord.ping().await {
+        checks.insert(
+            "redis".into(),
+            redis.map_or_else(|e| format!("error: {e}"), |()| "ok".into()),
+        );
+    }
     let ok = checks.values().all(|v| v == "ok") && !state.is_shutting_down();
     Json(DetailedHealth {
         status: if ok { "ok" } else { "degraded" }.into(),

@@ -14,3 +14,4 @@ mod cli;
 mod conventions;
 mod health;
 mod portal;
+mod scaled_out;

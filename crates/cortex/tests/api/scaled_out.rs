@@ -1,0 +1,78 @@
+//! Two nodes on one PostgreSQL database and one Redis: what one node changes, the other sees.
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::helpers::{Backend, eventually, spawn_app_with};
+
+fn redis_url() -> String {
+    std::env::var("CORTEX_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_update_invalidates_the_config_cache_on_every_node() {
+    let prefix = format!("cortex-test-{}", uuid::Uuid::new_v4().simple());
+    let (url, p) = (redis_url(), prefix.clone());
+    let a = spawn_app_with(Backend::Postgres, |c| {
+        c.redis_url = Some(url);
+        c.redis_prefix = p;
+    })
+    .await;
+    let (url, p, db) = (redis_url(), prefix.clone(), a.database_url.clone());
+    let b = spawn_app_with(Backend::Postgres, |c| {
+        c.redis_url = Some(url);
+        c.redis_prefix = p;
+        c.database_url = Some(db);
+    })
+    .await;
+    let health = b.get("/health/detailed", &crate::helpers::Auth::None).await;
+    assert_eq!(health.body["checks"]["redis"], "ok", "{}", health.body);
+
+    // One session works on both nodes: they share the signing secret through the database.
+    let s = a.admin().await;
+    let id = a.create_agent(&s, json!({"name": "v1"})).await;
+    assert_eq!(
+        b.get(&format!("/v1/agents/{id}/config"), &s).await.body["name"],
+        "v1"
+    );
+    assert!(
+        b.state.agent_cache.get(id.parse().unwrap()).is_some(),
+        "node B cached the config"
+    );
+
+    let r = a
+        .request(
+            Method::PATCH,
+            &format!("/v1/agents/{id}"),
+            &s,
+            Some(json!({"name": "v2"})),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    // Node B drops its cached copy (well before the 5-minute TTL) and loads the new one.
+    let agent_id: uuid::Uuid = id.parse().unwrap();
+    eventually(|| async { b.state.agent_cache.get(agent_id).is_none().then_some(()) }).await;
+    assert_eq!(
+        b.get(&format!("/v1/agents/{id}/config"), &s).await.body["name"],
+        "v2"
+    );
+
+    a.delete(&format!("/v1/agents/{id}"), &s).await;
+    eventually(|| async { b.state.agent_cache.get(agent_id).is_none().then_some(()) }).await;
+    b.get(&format!("/v1/agents/{id}/config"), &s)
+        .await
+        .assert_error(404, "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn a_wrong_redis_url_fails_the_start() {
+    let mut config = cortex::config::Config::default();
+    let dir = tempfile::tempdir().unwrap();
+    config.data_dir = dir.path().to_path_buf();
+    config.redis_url = Some("redis://127.0.0.1:1".into());
+    let err = cortex::server::init(config)
+        .await
+        .err()
+        .expect("start must fail");
+    assert!(format!("{err:#}").contains("Redis"), "{err:#}");
+}
