@@ -4,16 +4,18 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::error::{ApiError, ApiResult, FieldError};
-use super::extract::{ApiJson, Caller, Checks, PageInfo, Pagination, Validate};
+use super::extract::{
+    ApiJson, Caller, Checks, JsonPatch, PageInfo, Pagination, Validate, missing, path_id,
+    require_admin,
+};
 use crate::actions::{Action, ActionDef};
-use crate::auth::Identity;
 use crate::state::AppState;
-use crate::store::{ActionStore, StoreError};
+use crate::store::ActionStore;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ActionView {
@@ -123,27 +125,6 @@ fn url_is_http(s: &str) -> bool {
     rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/') && !r.contains(char::is_whitespace))
 }
 
-fn require_admin(caller: &Identity) -> ApiResult<()> {
-    if caller.is_admin() {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(
-            "Only company admins can change actions".into(),
-        ))
-    }
-}
-
-fn parse_id(id: &str) -> ApiResult<Uuid> {
-    Uuid::parse_str(id).map_err(|_| ApiError::not_found("Action"))
-}
-
-fn not_found(e: StoreError) -> ApiError {
-    match e {
-        StoreError::NotFound => ApiError::not_found("Action"),
-        other => other.into(),
-    }
-}
-
 #[utoipa::path(post, path = "/v1/actions", tag = "actions", request_body = ActionDef, security(("bearer" = []), ("api_key" = [])),
     responses((status = 201, body = ActionView), (status = 401), (status = 403), (status = 409), (status = 422)))]
 pub async fn create(
@@ -151,7 +132,7 @@ pub async fn create(
     Caller(caller): Caller,
     ApiJson(def): ApiJson<ActionDef>,
 ) -> ApiResult<(StatusCode, Json<ActionView>)> {
-    require_admin(&caller)?;
+    require_admin(&caller, "actions")?;
     let action = state.store.create_action(caller.company_id, &def).await?;
     Ok((StatusCode::CREATED, Json(action.into())))
 }
@@ -184,7 +165,7 @@ pub async fn get(
 ) -> ApiResult<Json<ActionView>> {
     let action = state
         .store
-        .get_action(caller.company_id, parse_id(&id)?)
+        .get_action(caller.company_id, path_id(&id, "Action")?)
         .await?
         .ok_or_else(|| ApiError::not_found("Action"))?;
     Ok(Json(action.into()))
@@ -196,29 +177,21 @@ pub async fn patch(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
-    ApiJson(super::agents::AgentPatch(patch)): ApiJson<super::agents::AgentPatch>,
+    ApiJson(patch): ApiJson<JsonPatch>,
 ) -> ApiResult<Json<ActionView>> {
-    require_admin(&caller)?;
-    let id = parse_id(&id)?;
+    require_admin(&caller, "actions")?;
+    let id = path_id(&id, "Action")?;
     let current = state
         .store
         .get_action(caller.company_id, id)
         .await?
         .ok_or_else(|| ApiError::not_found("Action"))?;
-    let mut merged: Map<String, Value> =
-        match serde_json::to_value(&current.def).map_err(ApiError::internal)? {
-            Value::Object(m) => m,
-            _ => Map::new(),
-        };
-    merged.extend(patch);
-    let def: ActionDef =
-        super::extract::parse_json(&serde_json::to_vec(&merged).map_err(ApiError::internal)?)?;
-    def.validate().map_err(ApiError::validation)?;
+    let def = patch.apply(&current.def, &[])?;
     let action = state
         .store
         .update_action(caller.company_id, id, &def)
         .await
-        .map_err(not_found)?;
+        .map_err(missing("Action"))?;
     Ok(Json(action.into()))
 }
 
@@ -229,12 +202,12 @@ pub async fn delete(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    require_admin(&caller)?;
-    let id = parse_id(&id)?;
+    require_admin(&caller, "actions")?;
+    let id = path_id(&id, "Action")?;
     state
         .store
         .delete_action(caller.company_id, id)
         .await
-        .map_err(not_found)?;
+        .map_err(missing("Action"))?;
     Ok(Json(json!({"success": true, "id": id, "deleted": true})))
 }

@@ -4,17 +4,19 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::error::{ApiError, ApiResult, FieldError};
-use super::extract::{ApiJson, Caller, Checks, PageInfo, Pagination, Validate};
+use super::extract::{
+    ApiJson, Caller, Checks, JsonPatch, PageInfo, Pagination, Validate, missing, path_id,
+    require_admin,
+};
 use crate::agents::{Agent, AgentSpec, config_view};
-use crate::auth::Identity;
 use crate::pipeline::template::PromptTemplate;
 use crate::state::AppState;
-use crate::store::{AgentStore, StoreError};
+use crate::store::AgentStore;
 
 /// An agent as the API shows it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -166,38 +168,6 @@ impl Validate for AgentSpec {
     }
 }
 
-/// A partial update: top-level fields replace, `settings` merges field by field.
-#[derive(Debug, serde::Deserialize, ToSchema)]
-#[schema(value_type = Object)]
-pub struct AgentPatch(pub Map<String, Value>);
-
-impl Validate for AgentPatch {
-    fn validate(&self) -> Result<(), Vec<FieldError>> {
-        Ok(())
-    }
-}
-
-fn require_admin(caller: &Identity) -> ApiResult<()> {
-    if caller.is_admin() {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(
-            "Only company admins can change agents".into(),
-        ))
-    }
-}
-
-fn parse_agent_id(id: &str) -> ApiResult<Uuid> {
-    Uuid::parse_str(id).map_err(|_| ApiError::not_found("Agent"))
-}
-
-fn not_found(e: StoreError) -> ApiError {
-    match e {
-        StoreError::NotFound => ApiError::not_found("Agent"),
-        other => other.into(),
-    }
-}
-
 /// Create an agent; its template must compile.
 #[utoipa::path(post, path = "/v1/agents", tag = "agents", request_body = AgentSpec, security(("bearer" = []), ("api_key" = [])),
     responses((status = 201, body = AgentView), (status = 401), (status = 403), (status = 422)))]
@@ -206,7 +176,7 @@ pub async fn create(
     Caller(caller): Caller,
     ApiJson(spec): ApiJson<AgentSpec>,
 ) -> ApiResult<(StatusCode, Json<AgentView>)> {
-    require_admin(&caller)?;
+    require_admin(&caller, "agents")?;
     let agent = state.store.create_agent(caller.company_id, &spec).await?;
     Ok((StatusCode::CREATED, Json(agent.into())))
 }
@@ -238,7 +208,7 @@ pub async fn get(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<AgentView>> {
-    let id = parse_agent_id(&id)?;
+    let id = path_id(&id, "Agent")?;
     let agent = state
         .store
         .get_agent(caller.company_id, id)
@@ -249,42 +219,27 @@ pub async fn get(
 
 /// Change some fields; the result is validated as a whole (template included) before saving,
 /// and the config cache is invalidated on every node.
-#[utoipa::path(patch, path = "/v1/agents/{id}", tag = "agents", request_body = AgentPatch, security(("bearer" = []), ("api_key" = [])),
+#[utoipa::path(patch, path = "/v1/agents/{id}", tag = "agents", request_body = JsonPatch, security(("bearer" = []), ("api_key" = [])),
     params(("id" = String, Path)), responses((status = 200, body = AgentView), (status = 401), (status = 403), (status = 404), (status = 422)))]
 pub async fn patch(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
-    ApiJson(AgentPatch(patch)): ApiJson<AgentPatch>,
+    ApiJson(patch): ApiJson<JsonPatch>,
 ) -> ApiResult<Json<AgentView>> {
-    require_admin(&caller)?;
-    let id = parse_agent_id(&id)?;
+    require_admin(&caller, "agents")?;
+    let id = path_id(&id, "Agent")?;
     let current = state
         .store
         .get_agent(caller.company_id, id)
         .await?
         .ok_or_else(|| ApiError::not_found("Agent"))?;
-    let mut merged = serde_json::to_value(&current.spec).map_err(ApiError::internal)?;
-    if let Value::Object(target) = &mut merged {
-        for (key, value) in patch {
-            match (key.as_str(), target.get_mut("settings"), value) {
-                ("settings", Some(Value::Object(settings)), Value::Object(changes)) => {
-                    settings.extend(changes)
-                }
-                (_, _, value) => {
-                    target.insert(key, value);
-                }
-            }
-        }
-    }
-    let spec: AgentSpec =
-        super::extract::parse_json(&serde_json::to_vec(&merged).map_err(ApiError::internal)?)?;
-    spec.validate().map_err(ApiError::validation)?;
+    let spec = patch.apply(&current.spec, &["settings"])?;
     let agent = state
         .store
         .update_agent(caller.company_id, id, &spec)
         .await
-        .map_err(not_found)?;
+        .map_err(missing("Agent"))?;
     state.invalidate_agent(id).await;
     Ok(Json(agent.into()))
 }
@@ -296,13 +251,13 @@ pub async fn delete(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    require_admin(&caller)?;
-    let id = parse_agent_id(&id)?;
+    require_admin(&caller, "agents")?;
+    let id = path_id(&id, "Agent")?;
     state
         .store
         .delete_agent(caller.company_id, id)
         .await
-        .map_err(not_found)?;
+        .map_err(missing("Agent"))?;
     state.invalidate_agent(id).await;
     Ok(Json(json!({"success": true, "id": id, "deleted": true})))
 }
@@ -315,7 +270,7 @@ pub async fn config(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let id = parse_agent_id(&id)?;
+    let id = path_id(&id, "Agent")?;
     let loaded = crate::pipeline::load_agent(&state, caller.company_id, id)
         .await
         .map_err(super::chat::pipeline_error)?;

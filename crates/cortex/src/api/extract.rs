@@ -258,6 +258,70 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
+/// A partial update: a JSON object whose fields replace the resource's.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(value_type = Object)]
+pub struct JsonPatch(pub serde_json::Map<String, Value>);
+
+impl Validate for JsonPatch {
+    fn validate(&self) -> Result<(), Vec<FieldError>> {
+        Ok(())
+    }
+}
+
+impl JsonPatch {
+    /// Apply to `current`: top-level fields replace, the object fields named in `merge` merge
+    /// field by field; the result is parsed and validated as a whole, as a create would be.
+    pub fn apply<T>(self, current: &T, merge: &[&str]) -> Result<T, ApiError>
+    where
+        T: Serialize + DeserializeOwned + Validate,
+    {
+        let mut target = match serde_json::to_value(current).map_err(ApiError::internal)? {
+            Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        };
+        for (key, value) in self.0 {
+            match (target.get_mut(&key), value) {
+                (Some(Value::Object(existing)), Value::Object(changes))
+                    if merge.contains(&key.as_str()) =>
+                {
+                    existing.extend(changes);
+                }
+                (_, value) => {
+                    target.insert(key, value);
+                }
+            }
+        }
+        let merged: T = parse_json(&serde_json::to_vec(&target).map_err(ApiError::internal)?)?;
+        merged.validate().map_err(ApiError::validation)?;
+        Ok(merged)
+    }
+}
+
+/// Changing agents, actions and keys is for company admins.
+pub fn require_admin(caller: &Identity, what: &str) -> Result<(), ApiError> {
+    if caller.is_admin() {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "Only company admins can change {what}"
+        )))
+    }
+}
+
+/// A path id; one that is not a UUID is a resource that does not exist.
+pub fn path_id(id: &str, what: &str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(id).map_err(|_| ApiError::not_found(what))
+}
+
+/// Map a store error, naming the resource when it is missing.
+pub fn missing(what: &'static str) -> impl Fn(crate::store::StoreError) -> ApiError {
+    move |e| match e {
+        crate::store::StoreError::NotFound => ApiError::not_found(what),
+        other => other.into(),
+    }
+}
+
 /// A JSON value helper for handlers that return `{"success": true, …}` objects.
 pub fn success(mut body: Value) -> Value {
     if let Value::Object(map) = &mut body {

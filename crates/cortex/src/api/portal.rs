@@ -263,15 +263,12 @@ pub async fn revoke_key(
     Path(id): Path<String>,
 ) -> ApiResult<Json<RevokedKey>> {
     portal_admin(&caller)?;
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("API key"))?;
+    let id = super::extract::path_id(&id, "API key")?;
     state
         .store
         .revoke_key(caller.company_id, id)
         .await
-        .map_err(|e| match e {
-            crate::store::StoreError::NotFound => ApiError::not_found("API key"),
-            other => other.into(),
-        })?;
+        .map_err(super::extract::missing("API key"))?;
     Ok(Json(RevokedKey {
         success: true,
         id,
