@@ -91,8 +91,19 @@ impl Collection {
         Ok(())
     }
 
+    fn check_dimension(&self, vector: &[f32]) -> Result<(), IndexError> {
+        if vector.len() != self.info.dimension {
+            return Err(IndexError::DimensionMismatch {
+                expected: self.info.dimension,
+                actual: vector.len(),
+            });
+        }
+        Ok(())
+    }
+
     /// Inserts or replaces the vector of `id` (wrong dimension: an error).
     pub fn add(&self, id: u64, vector: &[f32]) -> Result<(), IndexError> {
+        self.check_dimension(vector)?;
         self.mark_dirty()?;
         self.write().add(id, vector)
     }

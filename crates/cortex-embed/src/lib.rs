@@ -37,8 +37,8 @@ pub use hash::{DEFAULT_HASH_DIMENSION, HashEmbedder};
 pub use index::{IndexOptions, VectorIndex};
 pub use local::{LocalEmbedder, LocalOptions};
 pub use registry::{
-    CohereConfig, EmbedderConfig, EmbedderRegistry, EmbeddingsConfig, HashConfig, LocalConfig,
-    OpenAiConfig,
+    CohereConfig, DOCUMENTS_DEFAULT_NAME, EmbedderConfig, EmbedderRegistry, EmbeddingsConfig,
+    HASH_NAME, HashConfig, LocalConfig, OpenAiConfig,
 };
 pub use remote::{CohereEmbedder, OpenAiEmbedder};
 pub use vector::{dot, l2_normalize};

@@ -56,6 +56,9 @@ struct SentenceBertConfig {
 }
 
 struct Inner {
+    /// Serialises forward passes: candle already uses every core for one batch, so
+    /// concurrent requests would only contend for them (and multiply memory).
+    gate: std::sync::Mutex<()>,
     model: BertModel,
     tokenizer: Tokenizer,
     pooling: Pooling,
@@ -189,6 +192,7 @@ impl LocalEmbedder {
         let batch_size = options.batch_size.unwrap_or(DEFAULT_LOCAL_BATCH).max(1);
         Ok(Self {
             inner: Arc::new(Inner {
+                gate: std::sync::Mutex::new(()),
                 model,
                 tokenizer,
                 pooling,
@@ -253,6 +257,10 @@ impl Inner {
         let mut order: Vec<usize> = (0..encodings.len()).collect();
         order.sort_by_key(|&i| encodings[i].get_ids().len());
         let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
+        let _running = self
+            .gate
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for batch in order.chunks(self.batch_size) {
             let vectors = self.forward_batch(batch.iter().map(|&i| &encodings[i]))?;
             for (&i, v) in batch.iter().zip(vectors) {
