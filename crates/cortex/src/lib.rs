@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod coord;
+pub mod knowledge;
 pub mod pipeline;
 pub mod server;
 pub mod state;

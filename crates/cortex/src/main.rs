@@ -84,6 +84,12 @@ enum Admin {
 }
 
 fn main() -> ExitCode {
+    // The isolated document-conversion worker (hidden): it must not parse arguments, read the
+    // configuration or start a runtime, so it comes before anything else.
+    if std::env::args().nth(1).as_deref() == Some(cortex::knowledge::WORKER_SUBCOMMAND) {
+        let code = cortex_ingest::worker_main();
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     let cli = Cli::parse();
     let mut config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,

@@ -68,7 +68,25 @@ pub async fn init(config: Config) -> anyhow::Result<AppState> {
         crate::coord::Coordinator::connect(config.redis_url.as_deref(), &config.redis_prefix)
             .await
             .context("connecting to Redis")?;
-    let state = AppState::new(Arc::new(config), store, jwt, instance_id, llm, tools, coord);
+    let knowledge = {
+        let (config, backend) = (config.clone(), store.backend());
+        // Local embedding models are loaded from disk here.
+        tokio::task::spawn_blocking(move || crate::knowledge::Knowledge::new(&config, backend))
+            .await?
+            .context("setting up the knowledge base")?
+    };
+    tracing::info!(embedding_models = %knowledge.registry.names().join(", "),
+        default = knowledge.registry.default_name(), "embedding models configured");
+    let state = AppState::new(
+        Arc::new(config),
+        store,
+        jwt,
+        instance_id,
+        llm,
+        tools,
+        coord,
+        Arc::new(knowledge),
+    );
     let st = state.clone();
     let apply = Arc::new(move |agent: Option<uuid::Uuid>| match agent {
         Some(id) => st.agent_cache.invalidate(id),

@@ -27,6 +27,8 @@ pub struct Inner {
     pub llm: Option<Arc<cortex_llm::TieredClient>>,
     /// Runs the tool calls of stage 07.
     pub tools: Arc<dyn ToolExecutor>,
+    /// The knowledge base: embedders, vector indexes, conversion worker, URL fetcher.
+    pub knowledge: Arc<crate::knowledge::Knowledge>,
     /// Stage 01's cache of loaded agents.
     pub agent_cache: ConfigCache,
     /// In-process, or Redis when scaled out.
@@ -48,6 +50,7 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Arc<Config>,
         store: SqlStore,
@@ -56,6 +59,7 @@ impl AppState {
         llm: Option<Arc<cortex_llm::TieredClient>>,
         tools: Arc<dyn ToolExecutor>,
         coord: crate::coord::Coordinator,
+        knowledge: Arc<crate::knowledge::Knowledge>,
     ) -> Self {
         Self(Arc::new(Inner {
             config,
@@ -64,6 +68,7 @@ impl AppState {
             instance_id,
             llm,
             tools,
+            knowledge,
             agent_cache: ConfigCache::default(),
             coord,
             tasks: TaskTracker::new(),

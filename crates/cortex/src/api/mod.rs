@@ -8,6 +8,7 @@ pub mod cors;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod knowledge;
 pub mod me;
 pub mod portal;
 
@@ -36,7 +37,7 @@ use crate::state::AppState;
 #[openapi(
     info(title = "Cortex API", description = "Self-hosted, multi-tenant AI agent backend."),
     modifiers(&SecurityAddon),
-    tags((name = "health"), (name = "auth"), (name = "portal"), (name = "agents"), (name = "actions"), (name = "chat"))
+    tags((name = "health"), (name = "auth"), (name = "portal"), (name = "agents"), (name = "actions"), (name = "chat"), (name = "knowledge"))
 )]
 struct ApiDoc;
 
@@ -78,6 +79,19 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(actions::get, actions::patch, actions::delete))
         .routes(routes!(chat::chat))
         .routes(routes!(chat::chat_stream))
+        .routes(routes!(knowledge::create_source, knowledge::list_sources))
+        .routes(routes!(knowledge::get_source, knowledge::delete_source))
+        .routes(routes!(knowledge::ingest_file))
+        .routes(routes!(knowledge::ingest_url))
+        .routes(routes!(knowledge::ingest_documents))
+        .routes(routes!(knowledge::reembed))
+        .routes(routes!(knowledge::search))
+        // Uploads are bounded by `limits.upload_bytes` in the handler, not by the JSON limit.
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(knowledge::upload))
+                .layer(DefaultBodyLimit::disable()),
+        )
         .split_for_parts()
 }
 

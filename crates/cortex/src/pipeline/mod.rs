@@ -203,7 +203,14 @@ pub async fn run(
 
     // 03 context
     let s = Instant::now();
-    let knowledge = context::retrieve(spec, &input.message, settings.rag_top_k as usize);
+    let knowledge = context::retrieve(
+        state,
+        input.company_id,
+        agent,
+        &input.message,
+        settings.rag_top_k as usize,
+    )
+    .await?;
     let faqs = context::ranked_faqs(spec, &input.message);
     t.context_engine = ms(s);
 

@@ -12,6 +12,7 @@ mod api_keys;
 mod cache;
 mod companies;
 mod conversations;
+mod knowledge;
 mod memory;
 mod users;
 
@@ -29,6 +30,7 @@ pub use api_keys::{ApiKey, ApiKeyStore, NewApiKey};
 pub use cache::{CacheEntry, CacheStore};
 pub use companies::{Company, CompanyStore};
 pub use conversations::{ConversationStore, StoredMessage, Turn};
+pub use knowledge::{EmbeddingInfo, KnowledgeStore, decode_vector, encode_vector};
 pub use memory::{Fact, MemoryStore, NewFact};
 pub use users::{Role, User, UserStore};
 

@@ -39,7 +39,8 @@ macro_rules! on_every_backend {
 
 pub fn postgres_base_url() -> String {
     std::env::var("CORTEX_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+        // PostgreSQL with pgvector (scripts/pgvector.sh); Debian's PostgreSQL lacks the extension.
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5433/test".into())
 }
 
 fn unix_now() -> u64 {
@@ -92,7 +93,8 @@ async fn fresh_postgres_schema() -> String {
         .unwrap();
     pool.close().await;
     let sep = if base.contains('?') { '&' } else { '?' };
-    format!("{base}{sep}options=-c%20search_path%3D{schema}")
+    // `public` stays on the path: the pgvector extension (type and operators) lives there.
+    format!("{base}{sep}options=-c%20search_path%3D{schema},public")
 }
 
 pub struct TestApp {
@@ -124,6 +126,12 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
     config.auth.bootstrap_email = ADMIN_EMAIL.into();
     config.auth.bootstrap_password = Some(SecretString::from(ADMIN_PASSWORD));
     config.shutdown.drain_seconds = 5.0;
+    // The server runs in-process here: documents are converted by the real `cortex` binary's
+    // hidden worker subcommand, as in production.
+    config.knowledge.worker_command = vec![
+        env!("CARGO_BIN_EXE_cortex").into(),
+        cortex::knowledge::WORKER_SUBCOMMAND.into(),
+    ];
     tweak(&mut config);
     config.validate().unwrap();
     let database_url = config.effective_database_url();

@@ -13,5 +13,6 @@ mod chat;
 mod cli;
 mod conventions;
 mod health;
+mod knowledge;
 mod portal;
 mod scaled_out;

@@ -1,0 +1,263 @@
+//! Hybrid retrieval: vector similarity (embedded index or pgvector) plus keyword scoring, so that
+//! exact terms such as order numbers and product codes are found even when the embedding of the
+//! question does not bring their chunk close.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cortex_embed::Embedder;
+use uuid::Uuid;
+
+use super::model::{Chunk, Source};
+use super::{Knowledge, KnowledgeError, collection_name};
+use crate::pipeline::text;
+use crate::store::{KnowledgeStore, SqlStore};
+
+/// Weight of the vector similarity in the final score; the keyword score has the rest.
+const VECTOR_WEIGHT: f32 = 0.7;
+/// Most exact terms looked up by keyword per query.
+const MAX_TERMS: usize = 6;
+
+/// One retrieved chunk with its scores.
+#[derive(Debug, Clone)]
+pub struct SearchHit {
+    pub chunk_id: Uuid,
+    pub source_id: Uuid,
+    pub source_name: String,
+    pub content: String,
+    pub heading_path: Vec<String>,
+    pub page: Option<u32>,
+    pub locator: Option<String>,
+    pub model_id: String,
+    /// The combined score used for ranking (0–1).
+    pub score: f32,
+    /// Cosine similarity of the chunk's vector and the query's (same model).
+    pub vector_score: f32,
+    /// Share of the query's words found in the chunk; 1 when an exact code matched.
+    pub keyword_score: f32,
+}
+
+/// The terms of a query worth an exact look-up: words of three characters or more that hold a
+/// digit or an inner `-`/`_` (`ORD-1234`, `SKU_77`, `x200`), or are written in capitals.
+pub fn keyword_terms(query: &str) -> Vec<String> {
+    let mut terms: Vec<String> = Vec::new();
+    for raw in query.split(|c: char| {
+        c.is_whitespace() || matches!(c, ',' | ';' | '?' | '!' | '(' | ')' | '"' | '\'')
+    }) {
+        let word = raw.trim_matches(|c: char| !c.is_alphanumeric());
+        if word.chars().count() < 3 {
+            continue;
+        }
+        let has_digit = word.chars().any(|c| c.is_ascii_digit());
+        let inner_joiner = word.contains('-') || word.contains('_');
+        let shouted = word.chars().all(|c| c.is_uppercase() || c.is_ascii_digit());
+        if (has_digit || inner_joiner || shouted)
+            && !terms.iter().any(|t| t.eq_ignore_ascii_case(word))
+        {
+            terms.push(word.to_owned());
+        }
+        if terms.len() == MAX_TERMS {
+            break;
+        }
+    }
+    terms
+}
+
+fn keyword_score(
+    query_words: &std::collections::HashSet<String>,
+    terms: &[String],
+    content: &str,
+) -> f32 {
+    let lower = content.to_lowercase();
+    if terms.iter().any(|t| lower.contains(&t.to_lowercase())) {
+        return 1.0;
+    }
+    if query_words.is_empty() {
+        return 0.0;
+    }
+    let words = text::words(content);
+    let found = query_words.iter().filter(|w| words.contains(*w)).count();
+    found as f32 / query_words.len() as f32
+}
+
+impl Knowledge {
+    /// The `top_k` best chunks of `sources` for `query`. Each source is searched with the model
+    /// that embedded it; a source whose model is no longer configured is skipped (logged).
+    pub async fn search(
+        &self,
+        store: &SqlStore,
+        company_id: Uuid,
+        sources: &[Source],
+        query: &str,
+        top_k: usize,
+    ) -> Result<Vec<SearchHit>, KnowledgeError> {
+        if top_k == 0 || query.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        let candidates_per_source = (top_k * 4).max(20);
+        let terms = keyword_terms(query);
+        let query_words = text::words(query);
+        let mut query_vectors: HashMap<String, Vec<f32>> = HashMap::new();
+        let mut hits: HashMap<Uuid, SearchHit> = HashMap::new();
+        for source in sources
+            .iter()
+            .filter(|s| s.company_id == company_id && s.chunk_count > 0)
+        {
+            let (Some(model_name), Some(model_id)) = (&source.embedding_model, &source.model_id)
+            else {
+                continue;
+            };
+            let embedder: Arc<dyn Embedder> = match self.registry.resolve(model_name) {
+                Ok(e) if e.model_id() == model_id => e,
+                _ => {
+                    tracing::warn!(source_id = %source.id, model = %model_id,
+                        "source embedded with a model that is not configured any more: skipped (reembed it)");
+                    continue;
+                }
+            };
+            let q = match query_vectors.get(model_id) {
+                Some(v) => v.clone(),
+                None => {
+                    let v = embedder.embed_query(query).await.map_err(|e| {
+                        KnowledgeError::Failed(format!("embedding the query with {model_id}: {e}"))
+                    })?;
+                    query_vectors.insert(model_id.clone(), v.clone());
+                    v
+                }
+            };
+            let mut found: Vec<(Chunk, f32)> = match &self.collections {
+                None => {
+                    store
+                        .pgvector_search(company_id, source, &q, candidates_per_source as i64)
+                        .await?
+                }
+                Some(_) => {
+                    self.embedded_search(store, company_id, source, &q, candidates_per_source)
+                        .await?
+                }
+            };
+            for term in &terms {
+                for chunk in store
+                    .chunks_containing(company_id, source.id, term, candidates_per_source as i64)
+                    .await?
+                {
+                    let score = cortex_embed::dot(&chunk.vector, &q);
+                    found.push((chunk, score));
+                }
+            }
+            for (chunk, vector_score) in found {
+                if chunk.model_id != *model_id {
+                    continue;
+                }
+                let keyword = keyword_score(&query_words, &terms, &chunk.content);
+                let score = VECTOR_WEIGHT * vector_score.max(0.0) + (1.0 - VECTOR_WEIGHT) * keyword;
+                hits.entry(chunk.id).or_insert_with(|| SearchHit {
+                    chunk_id: chunk.id,
+                    source_id: source.id,
+                    source_name: source.name.clone(),
+                    content: chunk.content,
+                    heading_path: chunk.heading_path,
+                    page: chunk.page,
+                    locator: chunk.locator,
+                    model_id: chunk.model_id,
+                    score,
+                    vector_score,
+                    keyword_score: keyword,
+                });
+            }
+        }
+        let mut hits: Vec<SearchHit> = hits.into_values().collect();
+        hits.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then(a.chunk_id.cmp(&b.chunk_id))
+        });
+        hits.truncate(top_k);
+        Ok(hits)
+    }
+
+    /// Nearest chunks from the source's embedded index, rebuilt from the rows first when it is
+    /// missing, was not saved after its last change, or disagrees with the source.
+    async fn embedded_search(
+        &self,
+        store: &SqlStore,
+        company_id: Uuid,
+        source: &Source,
+        query: &[f32],
+        k: usize,
+    ) -> Result<Vec<(Chunk, f32)>, KnowledgeError> {
+        let Some(collections) = &self.collections else {
+            return Ok(Vec::new());
+        };
+        let name = collection_name(company_id, source.id);
+        let model_id = source.model_id.as_deref().unwrap_or_default();
+        let current = collections.get(&name).ok().flatten().filter(|c| {
+            !c.needs_rebuild()
+                && c.info().model_id == model_id
+                && c.len() as i64 == source.chunk_count
+        });
+        let collection = match current {
+            Some(c) => c,
+            None => {
+                let lock = self.source_lock(source.id);
+                let _writing = lock.lock().await;
+                let chunks = store.source_chunks(company_id, source.id).await?;
+                let dimension = chunks.first().map_or(query.len(), |c| c.dimension);
+                tracing::info!(source_id = %source.id, chunks = chunks.len(), "rebuilding the vector index from the database");
+                collections
+                    .rebuild(
+                        &name,
+                        model_id,
+                        dimension,
+                        chunks
+                            .iter()
+                            .filter(|c| c.model_id == model_id)
+                            .map(|c| (c.vec_id, c.vector.as_slice())),
+                    )
+                    .map_err(|e| {
+                        KnowledgeError::Failed(format!("rebuilding the vector index: {e}"))
+                    })?
+            }
+        };
+        let nearest = collection
+            .search(query, k)
+            .map_err(|e| KnowledgeError::Failed(format!("vector search: {e}")))?;
+        let scores: HashMap<u64, f32> = nearest.iter().copied().collect();
+        let ids: Vec<u64> = nearest.iter().map(|(id, _)| *id).collect();
+        let chunks = store.chunks_by_vec_ids(company_id, source.id, &ids).await?;
+        Ok(chunks
+            .into_iter()
+            .map(|c| {
+                let s = scores.get(&c.vec_id).copied().unwrap_or(0.0);
+                (c, s)
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_capitals_are_exact_terms() {
+        assert_eq!(
+            keyword_terms("Where is my order ORD-1234 for SKU_77?"),
+            vec!["ORD-1234", "SKU_77"]
+        );
+        assert_eq!(
+            keyword_terms("what about the NASA x200 plan"),
+            vec!["NASA", "x200"]
+        );
+        assert!(keyword_terms("how do refunds work").is_empty());
+    }
+
+    #[test]
+    fn keyword_score_prefers_exact_terms() {
+        let q = text::words("status of ORD-1234");
+        let terms = keyword_terms("status of ORD-1234");
+        assert_eq!(keyword_score(&q, &terms, "Order ord-1234 shipped"), 1.0);
+        assert!(keyword_score(&q, &terms, "the status page") > 0.0);
+        assert_eq!(keyword_score(&q, &terms, "nothing here"), 0.0);
+    }
+}

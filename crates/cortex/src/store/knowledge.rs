@@ -1,0 +1,617 @@
+//! Knowledge sources and their chunks. A chunk row carries its vector (little-endian f32 bytes,
+//! both backends) and, on PostgreSQL, the same vector as a pgvector `embedding`.
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use super::{
+    Backend, Page, SqlStore, StoreError, StoreResult, fmt_ts, new_id, now, parse_id, parse_ts,
+};
+use crate::knowledge::model::{Chunk, NewChunk, Source, SourceKind, SourceStatus};
+
+macro_rules! source_columns {
+    () => {
+        "id, company_id, name, kind, status, embedding_model, model_id, dimension, chunk_count, \
+         error, origin, agent_id, created_at, updated_at"
+    };
+}
+
+macro_rules! chunk_columns {
+    () => {
+        "id, source_id, vec_id, seq, content, heading_path, page, locator, token_count, model_id, \
+         dimension, vector"
+    };
+}
+
+#[derive(sqlx::FromRow)]
+struct SourceRow {
+    id: String,
+    company_id: String,
+    name: String,
+    kind: String,
+    status: String,
+    embedding_model: Option<String>,
+    model_id: Option<String>,
+    dimension: Option<i64>,
+    chunk_count: i64,
+    error: Option<String>,
+    origin: Option<String>,
+    agent_id: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+impl TryFrom<SourceRow> for Source {
+    type Error = StoreError;
+    fn try_from(r: SourceRow) -> StoreResult<Self> {
+        Ok(Source {
+            id: parse_id(&r.id)?,
+            company_id: parse_id(&r.company_id)?,
+            name: r.name,
+            kind: SourceKind::parse(&r.kind)
+                .ok_or_else(|| StoreError::Corrupt(format!("source kind {:?}", r.kind)))?,
+            status: SourceStatus::parse(&r.status)
+                .ok_or_else(|| StoreError::Corrupt(format!("source status {:?}", r.status)))?,
+            embedding_model: r.embedding_model,
+            model_id: r.model_id,
+            dimension: r.dimension.map(|d| d.max(0) as usize),
+            chunk_count: r.chunk_count,
+            error: r.error,
+            origin: r.origin,
+            agent_id: r.agent_id.as_deref().map(parse_id).transpose()?,
+            created_at: parse_ts(&r.created_at)?,
+            updated_at: parse_ts(&r.updated_at)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ChunkRow {
+    id: String,
+    source_id: String,
+    vec_id: i64,
+    seq: i64,
+    content: String,
+    heading_path: String,
+    page: Option<i64>,
+    locator: Option<String>,
+    token_count: i64,
+    model_id: String,
+    dimension: i64,
+    vector: Vec<u8>,
+}
+
+impl TryFrom<ChunkRow> for Chunk {
+    type Error = StoreError;
+    fn try_from(r: ChunkRow) -> StoreResult<Self> {
+        Ok(Chunk {
+            id: parse_id(&r.id)?,
+            source_id: parse_id(&r.source_id)?,
+            vec_id: r.vec_id.max(0) as u64,
+            seq: r.seq,
+            content: r.content,
+            heading_path: serde_json::from_str(&r.heading_path)
+                .map_err(|e| StoreError::Corrupt(format!("heading path: {e}")))?,
+            page: r.page.and_then(|p| u32::try_from(p).ok()),
+            locator: r.locator,
+            token_count: r.token_count,
+            model_id: r.model_id,
+            dimension: r.dimension.max(0) as usize,
+            vector: decode_vector(&r.vector)?,
+        })
+    }
+}
+
+/// f32 little-endian bytes, the portable form of a vector.
+pub fn encode_vector(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+pub fn decode_vector(bytes: &[u8]) -> StoreResult<Vec<f32>> {
+    if !bytes.len().is_multiple_of(4) {
+        return Err(StoreError::Corrupt(format!(
+            "vector of {} bytes is not a whole number of f32",
+            bytes.len()
+        )));
+    }
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
+}
+
+/// pgvector's text form, `[0.1,0.2,…]`.
+fn pgvector_text(v: &[f32]) -> String {
+    let mut s = String::with_capacity(v.len() * 10 + 2);
+    s.push('[');
+    for (i, x) in v.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        // Non-finite components cannot come from a normalising embedder; store them as 0.
+        let x = if x.is_finite() { *x } else { 0.0 };
+        s.push_str(&x.to_string());
+    }
+    s.push(']');
+    s
+}
+
+/// The embedding written with a replacement of a source's chunks.
+pub struct EmbeddingInfo<'a> {
+    pub model_name: &'a str,
+    pub model_id: &'a str,
+    pub dimension: usize,
+}
+
+/// Knowledge sources and chunks of a company.
+#[async_trait]
+pub trait KnowledgeStore {
+    async fn create_source(
+        &self,
+        company_id: Uuid,
+        name: &str,
+        kind: SourceKind,
+        agent_id: Option<Uuid>,
+    ) -> StoreResult<Source>;
+    async fn get_source(&self, company_id: Uuid, source_id: Uuid) -> StoreResult<Option<Source>>;
+    async fn list_sources(
+        &self,
+        company_id: Uuid,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Page<Source>>;
+    /// The `documents` source that holds an agent's inline documents and FAQs, if any.
+    async fn documents_source(
+        &self,
+        company_id: Uuid,
+        agent_id: Uuid,
+    ) -> StoreResult<Option<Source>>;
+    /// Deletes the source and its chunks; `NotFound` if the company has no such source.
+    async fn delete_source(&self, company_id: Uuid, source_id: Uuid) -> StoreResult<()>;
+    /// Sets the status (and error) without touching the chunks.
+    async fn set_source_status(
+        &self,
+        company_id: Uuid,
+        source_id: Uuid,
+        status: SourceStatus,
+        error: Option<&str>,
+    ) -> StoreResult<()>;
+    /// Replaces every chunk of the source in one transaction and marks it completed.
+    async fn replace_chunks(
+        &self,
+        company_id: Uuid,
+        source_id: Uuid,
+        origin: Option<&str>,
+        embedding: &EmbeddingInfo<'_>,
+        chunks: &[NewChunk],
+    ) -> StoreResult<()>;
+    /// Every chunk of the source, in document order.
+    async fn source_chunks(&self, company_id: Uuid, source_id: Uuid) -> StoreResult<Vec<Chunk>>;
+    /// The chunks with these vector ids.
+    async fn chunks_by_vec_ids(
+        &self,
+        company_id: Uuid,
+        source_id: Uuid,
+        vec_ids: &[u64],
+    ) -> StoreResult<Vec<Chunk>>;
+    /// Chunks whose text contains `term` (case-insensitive), at most `limit`.
+    async fn chunks_containing(
+        &self,
+        company_id: Uuid,
+        source_id: Uuid,
+        term: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<Chunk>>;
+    /// PostgreSQL only: the `k` chunks nearest to `query` by cosine, with their similarity.
+    async fn pgvector_search(
+        &self,
+        company_id: Uuid,
+        source: &Source,
+        query: &[f32],
+        k: i64,
+    ) -> StoreResult<Vec<(Chunk, f32)>>;
+}
+
+/// Vector ids looked up per query in `chunks_by_vec_ids` (unused slots are bound to -1).
+const VEC_ID_SLOTS: usize = 16;
+
+/// Sources above this many chunks are searched through the HNSW index, smaller ones exactly.
+const EXACT_SEARCH_MAX_CHUNKS: i64 = 5000;
+
+macro_rules! pg_search {
+    (exact) => {
+        concat!(
+            "SELECT ",
+            chunk_columns!(),
+            ", CAST(1 - (embedding <=> CAST($3 AS vector)) AS DOUBLE PRECISION) AS score",
+            " FROM knowledge_chunks WHERE company_id = $1 AND source_id = $2 AND model_id = $4",
+            " ORDER BY embedding <=> CAST($3 AS vector) LIMIT $5"
+        )
+    };
+    ($dim:literal) => {
+        concat!(
+            "SELECT ",
+            chunk_columns!(),
+            ", CAST(1 - ((embedding::vector(",
+            $dim,
+            ")) <=> CAST($3 AS vector(",
+            $dim,
+            "))) AS DOUBLE PRECISION) AS score",
+            " FROM knowledge_chunks WHERE dimension = ",
+            $dim,
+            " AND company_id = $1 AND source_id = $2 AND model_id = $4",
+            " ORDER BY (embedding::vector(",
+            $dim,
+            ")) <=> CAST($3 AS vector(",
+            $dim,
+            ")) LIMIT $5"
+        )
+    };
+}
+
+#[derive(sqlx::FromRow)]
+struct ScoredChunkRow {
+    #[sqlx(flatten)]
+    chunk: ChunkRow,
+    score: f64,
+}
+
+#[async_trait]
+impl KnowledgeStore for SqlStore {
+    async fn create_source(
+        &self,
+        company_id: Uuid,
+        name: &str,
+        kind: SourceKind,
+        agent_id: Option<Uuid>,
+    ) -> StoreResult<Source> {
+        let at = now();
+        let source = Source {
+            id: new_id(),
+            company_id,
+            name: name.to_owned(),
+            kind,
+            status: SourceStatus::Pending,
+            embedding_model: None,
+            model_id: None,
+            dimension: None,
+            chunk_count: 0,
+            error: None,
+            origin: None,
+            agent_id,
+            created_at: at,
+            updated_at: at,
+        };
+        sqlx::query(concat!(
+            "INSERT INTO knowledge_sources (id, company_id, name, kind, status, chunk_count,",
+            " agent_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $7)"
+        ))
+        .bind(source.id.to_string())
+        .bind(company_id.to_string())
+        .bind(name)
+        .bind(kind.as_str())
+        .bind(source.status.as_str())
+        .bind(agent_id.map(|a| a.to_string()))
+        .bind(fmt_ts(at))
+        .execute(self.pool())
+        .await?;
+        Ok(source)
+    }
+
+    async fn get_source(&self, company_id: Uuid, source_id: Uuid) -> StoreResult<Option<Source>> {
+        sqlx::query_as::<_, SourceRow>(concat!(
+            "SELECT ",
+            source_columns!(),
+            " FROM knowledge_sources WHERE company_id = $1 AND id = $2"
+        ))
+        .bind(company_id.to_string())
+        .bind(source_id.to_string())
+        .fetch_optional(self.pool())
+        .await?
+        .map(Source::try_from)
+        .transpose()
+    }
+
+    async fn list_sources(
+        &self,
+        company_id: Uuid,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Page<Source>> {
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM knowledge_sources WHERE company_id = $1")
+                .bind(company_id.to_string())
+                .fetch_one(self.pool())
+                .await?;
+        let items = sqlx::query_as::<_, SourceRow>(concat!(
+            "SELECT ",
+            source_columns!(),
+            " FROM knowledge_sources WHERE company_id = $1",
+            " ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
+        ))
+        .bind(company_id.to_string())
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(self.pool())
+        .await?
+        .into_iter()
+        .map(Source::try_from)
+        .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Page { items, total })
+    }
+
+    async fn documents_source(
+        &self,
+        company_id: Uuid,
+        agent_id: Uuid,
+    ) -> StoreResult<Option<Source>> {
+        sqlx::query_as::<_, SourceRow>(concat!(
+            "SELECT ",
+            source_columns!(),
+            " FROM knowledge_sources WHERE company_id = $1 AND agent_id = $2 AND kind = 'documents'",
+            " ORDER BY created_at LIMIT 1"
+        ))
+        .bind(company_id.to_string())
+        .bind(agent_id.to_string())
+        .fetch_optional(self.pool())
+        .await?
+        .map(Source::try_from)
+        .transpose()
+    }
+
+    async fn delete_source(&self, company_id: Uuid, source_id: Uuid) -> StoreResult<()> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("DELETE FROM knowledge_chunks WHERE company_id = $1 AND source_id = $2")
+            .bind(company_id.to_string())
+            .bind(source_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query("DELETE FROM knowledge_sources WHERE company_id = $1 AND id = $2")
+            .bind(company_id.to_string())
+            .bind(source_id.to_string())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if done != 1 {
+            tx.rollback().await?;
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn set_source_status(
+        &self,
+        company_id: Uuid,
+        source_id: Uuid,
+        status: SourceStatus,
+        error: Option<&str>,
+    ) -> StoreResult<()> {
+        let done = sqlx::query(concat!(
+            "UPDATE knowledge_sources SET status = $1, error = $2, updated_at = $3",
+            " WHERE company_id = $4 AND id = $5"
+        ))
+        .bind(status.as_str())
+        .bind(error)
+        .bind(fmt_ts(now()))
+        .bind(company_id.to_string())
+        .bind(source_id.to_string())
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        if done == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound)
+        }
+    }
+
+    async fn replace_chunks(
+        &self,
+        company_id: Uuid,
+        source_id: Uuid,
+        origin: Option<&str>,
+        embedding: &EmbeddingInfo<'_>,
+        chunks: &[NewChunk],
+    ) -> StoreResult<()> {
+        let at = fmt_ts(now());
+        let company = company_id.to_string();
+        let source = source_id.to_string();
+        let mut tx = self.pool().begin().await?;
+        // The source row first: it serialises concurrent replacements of the same source.
+        let done = sqlx::query(concat!(
+            "UPDATE knowledge_sources SET status = 'completed', error = NULL, embedding_model = $1,",
+            " model_id = $2, dimension = $3, chunk_count = $4, origin = COALESCE($5, origin),",
+            " updated_at = $6 WHERE company_id = $7 AND id = $8"
+        ))
+        .bind(embedding.model_name)
+        .bind(embedding.model_id)
+        .bind(embedding.dimension as i64)
+        .bind(chunks.len() as i64)
+        .bind(origin)
+        .bind(&at)
+        .bind(&company)
+        .bind(&source)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if done != 1 {
+            tx.rollback().await?;
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query("DELETE FROM knowledge_chunks WHERE company_id = $1 AND source_id = $2")
+            .bind(&company)
+            .bind(&source)
+            .execute(&mut *tx)
+            .await?;
+        for c in chunks {
+            if c.vector.len() != embedding.dimension {
+                return Err(StoreError::Corrupt(format!(
+                    "chunk vector of dimension {} for a {}-dimensional model",
+                    c.vector.len(),
+                    embedding.dimension
+                )));
+            }
+            let heading = serde_json::to_string(&c.heading_path)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let query = match self.backend() {
+                Backend::Sqlite => sqlx::query(concat!(
+                    "INSERT INTO knowledge_chunks (id, company_id, source_id, vec_id, seq, content,",
+                    " heading_path, page, locator, token_count, model_id, dimension, vector, created_at)",
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+                )),
+                Backend::Postgres => sqlx::query(concat!(
+                    "INSERT INTO knowledge_chunks (id, company_id, source_id, vec_id, seq, content,",
+                    " heading_path, page, locator, token_count, model_id, dimension, vector, created_at,",
+                    " embedding) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,",
+                    " CAST($15 AS vector))"
+                )),
+            };
+            let mut query = query
+                .bind(new_id().to_string())
+                .bind(&company)
+                .bind(&source)
+                .bind(i64::try_from(c.vec_id).unwrap_or(i64::MAX))
+                .bind(c.seq)
+                .bind(&c.content)
+                .bind(heading)
+                .bind(c.page.map(i64::from))
+                .bind(c.locator.as_deref())
+                .bind(c.token_count)
+                .bind(embedding.model_id)
+                .bind(embedding.dimension as i64)
+                .bind(encode_vector(&c.vector))
+                .bind(&at);
+            if self.backend() == Backend::Postgres {
+                query = query.bind(pgvector_text(&c.vector));
+            }
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn source_chunks(&self, company_id: Uuid, source_id: Uuid) -> StoreResult<Vec<Chunk>> {
+        sqlx::query_as::<_, ChunkRow>(concat!(
+            "SELECT ",
+            chunk_columns!(),
+            " FROM knowledge_chunks WHERE company_id = $1 AND source_id = $2 ORDER BY seq"
+        ))
+        .bind(company_id.to_string())
+        .bind(source_id.to_string())
+        .fetch_all(self.pool())
+        .await?
+        .into_iter()
+        .map(Chunk::try_from)
+        .collect()
+    }
+
+    async fn chunks_by_vec_ids(
+        &self,
+        company_id: Uuid,
+        source_id: Uuid,
+        vec_ids: &[u64],
+    ) -> StoreResult<Vec<Chunk>> {
+        let mut out = Vec::with_capacity(vec_ids.len());
+        for batch in vec_ids.chunks(VEC_ID_SLOTS) {
+            let mut query = sqlx::query_as::<_, ChunkRow>(concat!(
+                "SELECT ",
+                chunk_columns!(),
+                " FROM knowledge_chunks WHERE company_id = $1 AND source_id = $2 AND vec_id IN",
+                " ($3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+            ))
+            .bind(company_id.to_string())
+            .bind(source_id.to_string());
+            for slot in 0..VEC_ID_SLOTS {
+                let id = batch
+                    .get(slot)
+                    .map_or(-1, |id| i64::try_from(*id).unwrap_or(-1));
+                query = query.bind(id);
+            }
+            for row in query.fetch_all(self.pool()).await? {
+                out.push(Chunk::try_from(row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn chunks_containing(
+        &self,
+        company_id: Uuid,
+        source_id: Uuid,
+        term: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<Chunk>> {
+        let escaped: String = term
+            .to_lowercase()
+            .chars()
+            .flat_map(|c| match c {
+                '%' | '_' | '\\' => vec!['\\', c],
+                c => vec![c],
+            })
+            .collect();
+        sqlx::query_as::<_, ChunkRow>(concat!(
+            "SELECT ",
+            chunk_columns!(),
+            " FROM knowledge_chunks WHERE company_id = $1 AND source_id = $2",
+            " AND LOWER(content) LIKE $3 ESCAPE '\\' ORDER BY seq LIMIT $4"
+        ))
+        .bind(company_id.to_string())
+        .bind(source_id.to_string())
+        .bind(format!("%{escaped}%"))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?
+        .into_iter()
+        .map(Chunk::try_from)
+        .collect()
+    }
+
+    async fn pgvector_search(
+        &self,
+        company_id: Uuid,
+        source: &Source,
+        query: &[f32],
+        k: i64,
+    ) -> StoreResult<Vec<(Chunk, f32)>> {
+        let Some(model_id) = source.model_id.as_deref() else {
+            return Ok(Vec::new());
+        };
+        let sql: &'static str = if source.chunk_count <= EXACT_SEARCH_MAX_CHUNKS {
+            pg_search!(exact)
+        } else {
+            match query.len() {
+                384 => pg_search!("384"),
+                768 => pg_search!("768"),
+                1024 => pg_search!("1024"),
+                1536 => pg_search!("1536"),
+                _ => pg_search!(exact),
+            }
+        };
+        sqlx::query_as::<_, ScoredChunkRow>(sql)
+            .bind(company_id.to_string())
+            .bind(source.id.to_string())
+            .bind(pgvector_text(query))
+            .bind(model_id)
+            .bind(k)
+            .fetch_all(self.pool())
+            .await?
+            .into_iter()
+            .map(|r| Ok((Chunk::try_from(r.chunk)?, r.score as f32)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vectors_round_trip_through_bytes_and_text() {
+        let v = vec![0.25f32, -1.0, 3.5e-7];
+        assert_eq!(decode_vector(&encode_vector(&v)).ok(), Some(v.clone()));
+        assert!(decode_vector(&[1, 2, 3]).is_err());
+        assert_eq!(pgvector_text(&[1.0, -0.5]), "[1,-0.5]");
+        assert_eq!(pgvector_text(&[f32::NAN]), "[0]");
+    }
+}
