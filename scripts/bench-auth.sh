@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${1:-10}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cortex-target}"
+NO_BUILD="${CORTEX_BENCH_NO_BUILD:-}"; DEBUG="${CORTEX_BENCH_DEBUG:-}"; unset CORTEX_BENCH_NO_BUILD CORTEX_BENCH_DEBUG
 command -v wrk >/dev/null || apt-get install -y -qq wrk >/dev/null
-cargo build --release -q -p cortex
+[ -n "$NO_BUILD" ] || cargo build --release -q -p cortex
 BIN="$CARGO_TARGET_DIR/release/cortex"
 PG_BASE="${CORTEX_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
 

@@ -6,10 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS="${1:-10}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cortex-target}"
-cargo build --release -q -p cortex -p cortex-fakellm --bins --examples
+NO_BUILD="${CORTEX_BENCH_NO_BUILD:-}"; DEBUG="${CORTEX_BENCH_DEBUG:-}"; unset CORTEX_BENCH_NO_BUILD CORTEX_BENCH_DEBUG
+[ -n "$NO_BUILD" ] || cargo build --release -q -p cortex -p cortex-fakellm --bins --examples
 BIN="$CARGO_TARGET_DIR/release"
 dir=$(mktemp -d)
-cleanup() { kill "${fake_pid:-}" "${srv_pid:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"; }
+cleanup() { [ -n "$DEBUG" ] && cat "$dir/server.log" "$dir/fake.log" | tail -n 8; kill "${fake_pid:-}" "${srv_pid:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"; }
 trap cleanup EXIT
 
 "$BIN/cortex-fakellm" --bind 127.0.0.1:0 --latency-ms 0 >"$dir/fake.log" 2>&1 &

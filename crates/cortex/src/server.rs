@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use rand::Rng;
 use rand::distr::Alphanumeric;
 use secrecy::ExposeSecret;
@@ -188,7 +189,10 @@ pub async fn serve(
         let _ = draining_tx.send(());
     };
     let server = axum::serve(
-        listener,
+        // Small writes (SSE events) leave at once instead of waiting for Nagle's algorithm.
+        listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        }),
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(graceful)
