@@ -11,7 +11,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{ApiJson, Caller, Checks, PageInfo, Pagination, Validate};
+use super::extract::{
+    ApiJson, Caller, Checks, PageInfo, Pagination, Validate, path_id, require_admin,
+};
 use crate::auth::Identity;
 use crate::knowledge::model::{Source, SourceKind};
 use crate::knowledge::{Ingested, KnowledgeError, SearchHit};
@@ -333,19 +335,9 @@ pub struct UploadForm {
     pub embedding_model: Option<String>,
 }
 
-fn require_admin(caller: &Identity) -> ApiResult<()> {
-    if caller.is_admin() {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(
-            "Only company admins can change knowledge sources".into(),
-        ))
-    }
-}
-
 /// A source id from a path or body; one that is not a UUID is a source that does not exist.
 fn source_id(id: &str) -> ApiResult<Uuid> {
-    Uuid::parse_str(id.trim()).map_err(|_| ApiError::not_found("Knowledge source"))
+    path_id(id.trim(), "Knowledge source")
 }
 
 async fn owned_source(state: &AppState, caller: &Identity, id: &str) -> ApiResult<Source> {
@@ -363,7 +355,7 @@ pub async fn create_source(
     Caller(caller): Caller,
     ApiJson(body): ApiJson<NewSource>,
 ) -> ApiResult<(StatusCode, Json<SourceView>)> {
-    require_admin(&caller)?;
+    require_admin(&caller, "knowledge sources")?;
     let kind = body
         .kind
         .as_deref()
@@ -412,7 +404,7 @@ pub async fn delete_source(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    require_admin(&caller)?;
+    require_admin(&caller, "knowledge sources")?;
     let id = source_id(&id)?;
     state
         .knowledge
@@ -429,7 +421,7 @@ pub async fn ingest_file(
     Caller(caller): Caller,
     ApiJson(body): ApiJson<IngestFile>,
 ) -> ApiResult<Json<IngestResult>> {
-    require_admin(&caller)?;
+    require_admin(&caller, "knowledge sources")?;
     let source = owned_source(&state, &caller, &body.source_id).await?;
     state.knowledge.embedder(body.embedding_model.as_deref())?;
     let path = state
@@ -473,7 +465,7 @@ pub async fn upload(
     Caller(caller): Caller,
     mut form: Multipart,
 ) -> ApiResult<Json<IngestResult>> {
-    require_admin(&caller)?;
+    require_admin(&caller, "knowledge sources")?;
     let limit = state.config.limits.upload_bytes;
     let mut file: Option<(String, Vec<u8>)> = None;
     let mut source: Option<String> = None;
@@ -546,7 +538,7 @@ pub async fn ingest_url(
     Caller(caller): Caller,
     ApiJson(body): ApiJson<IngestUrl>,
 ) -> ApiResult<Json<IngestResult>> {
-    require_admin(&caller)?;
+    require_admin(&caller, "knowledge sources")?;
     let source = owned_source(&state, &caller, &body.source_id).await?;
     let done = state
         .knowledge
@@ -568,9 +560,8 @@ pub async fn ingest_documents(
     Caller(caller): Caller,
     ApiJson(body): ApiJson<IngestDocuments>,
 ) -> ApiResult<Json<DocumentsResult>> {
-    require_admin(&caller)?;
-    let agent_id =
-        Uuid::parse_str(body.agent_id.trim()).map_err(|_| ApiError::not_found("Agent"))?;
+    require_admin(&caller, "knowledge sources")?;
+    let agent_id = path_id(body.agent_id.trim(), "Agent")?;
     let company_ok = Uuid::parse_str(body.company_id.trim()).is_ok_and(|c| c == caller.company_id);
     let agent = match company_ok {
         true => state.store.get_agent(caller.company_id, agent_id).await?,
@@ -614,7 +605,7 @@ pub async fn reembed(
     Caller(caller): Caller,
     ApiJson(body): ApiJson<Reembed>,
 ) -> ApiResult<Json<ReembedResult>> {
-    require_admin(&caller)?;
+    require_admin(&caller, "knowledge sources")?;
     let source = owned_source(&state, &caller, &body.source_id).await?;
     let done = state
         .knowledge
@@ -646,8 +637,7 @@ pub async fn search(
     let company = caller.company_id;
     let ids: Vec<Uuid> = match (&body.agent_id, &body.source_ids) {
         (Some(agent), _) => {
-            let agent_id =
-                Uuid::parse_str(agent.trim()).map_err(|_| ApiError::not_found("Agent"))?;
+            let agent_id = path_id(agent.trim(), "Agent")?;
             state
                 .store
                 .get_agent(company, agent_id)

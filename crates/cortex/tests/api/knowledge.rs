@@ -254,6 +254,37 @@ async fn sources_crud_and_other_companies_get_404(b: Backend) {
         )
         .await;
     bad.assert_error(422, "VALIDATION_ERROR");
+    // Keys without the admin scope read and search, but do not change knowledge.
+    let key = k
+        .app
+        .create_key(&k.s, json!({"name": "reader", "scopes": ["chat"]}))
+        .await["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reader = Auth::ApiKeyHeader(key);
+    k.app
+        .post("/v1/knowledge/sources", &reader, json!({"name": "x"}))
+        .await
+        .assert_error(403, "FORBIDDEN");
+    k.app
+        .delete(&format!("/v1/knowledge/sources/{id}"), &reader)
+        .await
+        .assert_error(403, "FORBIDDEN");
+    let read = k
+        .app
+        .get(&format!("/v1/knowledge/sources/{id}"), &reader)
+        .await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    let found = k
+        .app
+        .post(
+            "/v1/knowledge/search",
+            &reader,
+            json!({"source_ids": [id], "query": "aurora", "top_k": 1}),
+        )
+        .await;
+    assert_eq!(found.status, 200, "{}", found.body);
 
     // Another company sees nothing of it, exactly as if it did not exist.
     let (_, other) = k.app.other_company().await;
