@@ -84,26 +84,25 @@ impl ConversationStore for SqlStore {
         let at = now();
         // The reply sorts after the message even within one microsecond.
         let (user_at, reply_at) = (fmt_ts(at), fmt_ts(at + chrono::Duration::microseconds(1)));
+        let _writer = self.writer().await;
         let mut tx = self.pool().begin().await?;
-        for (role, content, ts) in [
-            ("user", &t.user_message, &user_at),
-            ("assistant", &t.reply, &reply_at),
-        ] {
-            sqlx::query(
-                "INSERT INTO conversation_messages (id, company_id, agent_id, conversation_id, customer_id, role, content, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(new_id().to_string())
-            .bind(&company)
-            .bind(&agent)
-            .bind(&conv)
-            .bind(&t.customer_id)
-            .bind(role)
-            .bind(content)
-            .bind(ts)
-            .execute(&mut *tx)
-            .await?;
-        }
+        // Both messages in one statement: fewer round trips on the hot path.
+        sqlx::query(
+            "INSERT INTO conversation_messages (id, company_id, agent_id, conversation_id, customer_id, role, content, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 'user', $6, $7), ($8, $2, $3, $4, $5, 'assistant', $9, $10)",
+        )
+        .bind(new_id().to_string())
+        .bind(&company)
+        .bind(&agent)
+        .bind(&conv)
+        .bind(&t.customer_id)
+        .bind(&t.user_message)
+        .bind(&user_at)
+        .bind(new_id().to_string())
+        .bind(&t.reply)
+        .bind(&reply_at)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO usage_events (id, company_id, agent_id, conversation_id, model_used, model, input_tokens, \
              output_tokens, cost_usd, cached, tool_rounds, latency_ms, created_at) \

@@ -84,6 +84,9 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite has one writer at a time; queueing hot-path writes here is cheaper than letting
+    /// connections collide and sleep in SQLite's busy handler.
+    write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -126,7 +129,11 @@ impl SqlStore {
                     .await?
             }
         };
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            write_lock: Default::default(),
+        })
     }
 
     /// Apply this backend's migrations (idempotent; PostgreSQL serialises concurrent nodes with an
@@ -145,6 +152,14 @@ impl SqlStore {
 
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Held across a write transaction on SQLite (a no-op guard on PostgreSQL).
+    pub(crate) async fn writer(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.backend {
+            Backend::Sqlite => Some(self.write_lock.lock().await),
+            Backend::Postgres => None,
+        }
     }
 
     /// One real round trip to the database.
