@@ -9,15 +9,15 @@ NO_BUILD="${CORTEX_BENCH_NO_BUILD:-}"; DEBUG="${CORTEX_BENCH_DEBUG:-}"; unset CO
 command -v wrk >/dev/null || apt-get install -y -qq wrk >/dev/null
 [ -n "$NO_BUILD" ] || cargo build --release -q -p cortex
 BIN="$CARGO_TARGET_DIR/release/cortex"
-PG_BASE="${CORTEX_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
+PG_BASE="${CORTEX_BENCH_DATABASE_URL:-$(scripts/pgvector.sh)}"
 
 run_backend() {
   local backend="$1" dir port url pid token key
   dir=$(mktemp -d); port=$((20000 + RANDOM % 10000))
   if [ "$backend" = postgres ]; then
     local schema="cortex_bench_$$"
-    psql "$PG_BASE" -qc "DROP SCHEMA IF EXISTS $schema CASCADE; CREATE SCHEMA $schema" >/dev/null
-    url="$PG_BASE?options=-c%20search_path%3D$schema"
+    psql "$PG_BASE" -qc "DROP SCHEMA IF EXISTS $schema CASCADE; CREATE SCHEMA $schema" >/dev/null 2>&1
+    url="$PG_BASE?options=-c%20search_path%3D$schema,public"
   else
     url="sqlite://$dir/cortex.db?mode=rwc"
   fi
@@ -42,7 +42,7 @@ run_backend() {
     printf '| %-8s | %3s | %10s | %8s | %8s | %s |\n' "$backend" "$conc" "$rps" "$p50" "$p99" "$non2xx"
   done
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
-  if [ "$backend" = postgres ]; then psql "$PG_BASE" -qc "DROP SCHEMA IF EXISTS cortex_bench_$$ CASCADE" >/dev/null; fi
+  if [ "$backend" = postgres ]; then psql "$PG_BASE" -qc "DROP SCHEMA IF EXISTS cortex_bench_$$ CASCADE" >/dev/null 2>&1; fi
   rm -rf "$dir"
 }
 
