@@ -1219,3 +1219,92 @@ async fn uploads_over_the_limit_are_413(b: Backend) {
         .await;
     assert_completed(&r, &source);
 }
+
+/// The pgvector HNSW path (taken for sources over 5,000 chunks) finds what exact search finds,
+/// and the planner can serve it from the per-dimension HNSW index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgvector_hnsw_path_agrees_with_exact_search() {
+    let k = kb(Backend::Postgres).await;
+    let source = k.source("shipments").await;
+    let mut doc = String::from("# Shipments\n\n");
+    for i in 0..40 {
+        doc.push_str(&format!(
+            "## Route {i}\n\nParcels to district {i} travel with carrier number {} and arrive after {} days.\n\n",
+            500 + i,
+            i % 7 + 1
+        ));
+    }
+    doc.push_str("## Refrigerated\n\nFrozen goods travel in cooled vans with dry ice and temperature loggers.\n");
+    assert_completed(
+        &k.upload(&source, "routes.md", doc.as_bytes(), None).await,
+        &source,
+    );
+
+    let company = Uuid::parse_str(&k.company).unwrap();
+    let stored = k
+        .app
+        .state
+        .store
+        .get_source(company, Uuid::parse_str(&source).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.dimension, Some(384));
+    let query = cortex_embed::HashEmbedder::default()
+        .embed_text("frozen goods in cooled vans with dry ice");
+    let exact = k
+        .app
+        .state
+        .store
+        .pgvector_search(company, &stored, &query, 3)
+        .await
+        .unwrap();
+    // The same source seen as a large one takes the HNSW query form.
+    let mut large = stored.clone();
+    large.chunk_count = 10_000;
+    let hnsw = k
+        .app
+        .state
+        .store
+        .pgvector_search(company, &large, &query, 3)
+        .await
+        .unwrap();
+    assert!(
+        !exact.is_empty() && exact[0].0.content.contains("dry ice"),
+        "{:?}",
+        exact[0].0.content
+    );
+    assert_eq!(
+        hnsw[0].0.id, exact[0].0.id,
+        "HNSW and exact search disagree on the nearest chunk"
+    );
+    assert!((hnsw[0].1 - exact[0].1).abs() < 1e-4);
+
+    // With sequential scans priced out, the planner answers the HNSW form from the index.
+    let db = k.app.raw_db().await;
+    let mut conn = db.acquire().await.unwrap();
+    sqlx::query("SET enable_seqscan = off")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let literal = format!(
+        "[{}]",
+        query
+            .iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let plan: Vec<String> = sqlx::query_scalar(
+        "EXPLAIN SELECT id FROM knowledge_chunks WHERE dimension = 384 \
+         ORDER BY (embedding::vector(384)) <=> CAST($1 AS vector(384)) LIMIT 3",
+    )
+    .bind(literal)
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    assert!(
+        plan.iter().any(|l| l.contains("knowledge_chunks_hnsw_384")),
+        "{plan:#?}"
+    );
+}
