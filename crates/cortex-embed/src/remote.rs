@@ -162,6 +162,79 @@ fn check_and_normalize(
     Ok(vectors)
 }
 
+/// What the OpenAI-compatible and Cohere clients share: the HTTP client, the model and its
+/// dimension, and the batching.
+#[derive(Clone)]
+struct Remote {
+    http: Http,
+    model: String,
+    model_id: String,
+    dimension: usize,
+    send_dimensions: bool,
+    batch_size: usize,
+}
+
+struct RemoteSpec<'a> {
+    kind: &'static str,
+    path: &'static str,
+    base_url: &'a str,
+    api_key: Option<&'a str>,
+    api_key_env: Option<&'a str>,
+    model: &'a str,
+    dimension: Option<usize>,
+    known_dimension: fn(&str) -> Option<usize>,
+    send_dimensions: bool,
+    batch_size: usize,
+    timeout_secs: u64,
+    max_retries: u32,
+}
+
+impl Remote {
+    fn new(spec: RemoteSpec<'_>) -> Result<Self, EmbedError> {
+        let kind = spec.kind;
+        if spec.model.trim().is_empty() {
+            return Err(EmbedError::Config(format!("{kind} embedder needs a model")));
+        }
+        let dimension = spec
+            .dimension
+            .or_else(|| (spec.known_dimension)(spec.model))
+            .ok_or_else(|| {
+                EmbedError::Config(format!(
+                    "{kind} embedder model '{}' needs a configured dimension",
+                    spec.model
+                ))
+            })?;
+        if dimension == 0 {
+            return Err(EmbedError::Config("dimension must be positive".to_owned()));
+        }
+        let api_key = resolve_api_key(spec.api_key, spec.api_key_env)?;
+        let http = Http::new(
+            spec.base_url,
+            spec.path,
+            api_key,
+            spec.timeout_secs,
+            spec.max_retries,
+        )?;
+        Ok(Self {
+            http,
+            model: spec.model.to_owned(),
+            model_id: format!("{kind}:{}", spec.model),
+            dimension,
+            send_dimensions: spec.send_dimensions,
+            batch_size: spec.batch_size,
+        })
+    }
+
+    fn debug(&self, name: &str, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct(name)
+            .field("url", &self.http.url)
+            .field("model_id", &self.model_id)
+            .field("dimension", &self.dimension)
+            .field("batch_size", &self.batch_size)
+            .finish_non_exhaustive()
+    }
+}
+
 /// An OpenAI-compatible `/embeddings` endpoint (`openai`): OpenAI, Azure-style proxies,
 /// Hugging Face TEI, Ollama, vLLM, LiteLLM, ….
 ///
@@ -175,22 +248,12 @@ fn check_and_normalize(
 /// The model id is `openai:{model}`.
 #[derive(Clone)]
 pub struct OpenAiEmbedder {
-    http: Http,
-    model: String,
-    model_id: String,
-    dimension: usize,
-    send_dimensions: bool,
-    batch_size: usize,
+    remote: Remote,
 }
 
 impl std::fmt::Debug for OpenAiEmbedder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpenAiEmbedder")
-            .field("url", &self.http.url)
-            .field("model_id", &self.model_id)
-            .field("dimension", &self.dimension)
-            .field("batch_size", &self.batch_size)
-            .finish_non_exhaustive()
+        self.remote.debug("OpenAiEmbedder", f)
     }
 }
 
@@ -199,51 +262,33 @@ impl OpenAiEmbedder {
     /// OpenAI models (`text-embedding-3-small` 1536, `-3-large` 3072, `ada-002` 1536);
     /// any other model without a configured dimension is a configuration error.
     pub fn new(config: &OpenAiConfig) -> Result<Self, EmbedError> {
-        if config.model.trim().is_empty() {
-            return Err(EmbedError::Config(
-                "openai embedder needs a model".to_owned(),
-            ));
-        }
-        let dimension = config
-            .dimension
-            .or_else(|| known_openai_dimension(&config.model))
-            .ok_or_else(|| {
-                EmbedError::Config(format!(
-                    "openai embedder model '{}' needs a configured dimension",
-                    config.model
-                ))
-            })?;
-        if dimension == 0 {
-            return Err(EmbedError::Config("dimension must be positive".to_owned()));
-        }
-        let api_key = resolve_api_key(config.api_key.as_deref(), config.api_key_env.as_deref())?;
-        let http = Http::new(
-            &config.base_url,
-            "/embeddings",
-            api_key,
-            config.timeout_secs,
-            config.max_retries,
-        )?;
-        Ok(Self {
-            http,
-            model: config.model.clone(),
-            model_id: format!("openai:{}", config.model),
-            dimension,
+        let remote = Remote::new(RemoteSpec {
+            kind: "openai",
+            path: "/embeddings",
+            base_url: &config.base_url,
+            api_key: config.api_key.as_deref(),
+            api_key_env: config.api_key_env.as_deref(),
+            model: &config.model,
+            dimension: config.dimension,
+            known_dimension: known_openai_dimension,
             send_dimensions: config.send_dimensions,
             batch_size: config.batch_size.max(1),
-        })
+            timeout_secs: config.timeout_secs,
+            max_retries: config.max_retries,
+        })?;
+        Ok(Self { remote })
     }
 
     async fn embed_batch(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let mut body = json!({
-            "model": self.model,
+            "model": self.remote.model,
             "input": texts,
             "encoding_format": "float",
         });
-        if self.send_dimensions {
-            body["dimensions"] = json!(self.dimension);
+        if self.remote.send_dimensions {
+            body["dimensions"] = json!(self.remote.dimension);
         }
-        let value = self.http.post_json(&body).await?;
+        let value = self.remote.http.post_json(&body).await?;
         let parsed: OpenAiResponse = serde_json::from_value(value)
             .map_err(|e| EmbedError::InvalidResponse(format!("unexpected shape: {e}")))?;
         let mut data = parsed.data;
@@ -256,7 +301,7 @@ impl OpenAiEmbedder {
         check_and_normalize(
             data.into_iter().map(|d| d.embedding).collect(),
             texts.len(),
-            self.dimension,
+            self.remote.dimension,
         )
     }
 }
@@ -276,16 +321,16 @@ struct OpenAiDatum {
 #[async_trait]
 impl Embedder for OpenAiEmbedder {
     fn model_id(&self) -> &str {
-        &self.model_id
+        &self.remote.model_id
     }
 
     fn dimension(&self) -> usize {
-        self.dimension
+        self.remote.dimension
     }
 
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let mut out = Vec::with_capacity(texts.len());
-        for batch in texts.chunks(self.batch_size) {
+        for batch in texts.chunks(self.remote.batch_size) {
             out.extend(self.embed_batch(batch).await?);
         }
         Ok(out)
@@ -303,22 +348,12 @@ impl Embedder for OpenAiEmbedder {
 /// The model id is `cohere:{model}`.
 #[derive(Clone)]
 pub struct CohereEmbedder {
-    http: Http,
-    model: String,
-    model_id: String,
-    dimension: usize,
-    send_dimensions: bool,
-    batch_size: usize,
+    remote: Remote,
 }
 
 impl std::fmt::Debug for CohereEmbedder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CohereEmbedder")
-            .field("url", &self.http.url)
-            .field("model_id", &self.model_id)
-            .field("dimension", &self.dimension)
-            .field("batch_size", &self.batch_size)
-            .finish_non_exhaustive()
+        self.remote.debug("CohereEmbedder", f)
     }
 }
 
@@ -327,39 +362,21 @@ impl CohereEmbedder {
     /// Cohere models (v3 1024, v3 light 384, v4 1536); any other model without a configured
     /// dimension is a configuration error.
     pub fn new(config: &CohereConfig) -> Result<Self, EmbedError> {
-        if config.model.trim().is_empty() {
-            return Err(EmbedError::Config(
-                "cohere embedder needs a model".to_owned(),
-            ));
-        }
-        let dimension = config
-            .dimension
-            .or_else(|| known_cohere_dimension(&config.model))
-            .ok_or_else(|| {
-                EmbedError::Config(format!(
-                    "cohere embedder model '{}' needs a configured dimension",
-                    config.model
-                ))
-            })?;
-        if dimension == 0 {
-            return Err(EmbedError::Config("dimension must be positive".to_owned()));
-        }
-        let api_key = resolve_api_key(config.api_key.as_deref(), config.api_key_env.as_deref())?;
-        let http = Http::new(
-            &config.base_url,
-            "/v2/embed",
-            api_key,
-            config.timeout_secs,
-            config.max_retries,
-        )?;
-        Ok(Self {
-            http,
-            model: config.model.clone(),
-            model_id: format!("cohere:{}", config.model),
-            dimension,
+        let remote = Remote::new(RemoteSpec {
+            kind: "cohere",
+            path: "/v2/embed",
+            base_url: &config.base_url,
+            api_key: config.api_key.as_deref(),
+            api_key_env: config.api_key_env.as_deref(),
+            model: &config.model,
+            dimension: config.dimension,
+            known_dimension: known_cohere_dimension,
             send_dimensions: config.send_dimensions,
             batch_size: config.batch_size.clamp(1, 96),
-        })
+            timeout_secs: config.timeout_secs,
+            max_retries: config.max_retries,
+        })?;
+        Ok(Self { remote })
     }
 
     async fn embed_kind(
@@ -368,24 +385,24 @@ impl CohereEmbedder {
         input_type: &str,
     ) -> Result<Vec<Vec<f32>>, EmbedError> {
         let mut out = Vec::with_capacity(texts.len());
-        for batch in texts.chunks(self.batch_size) {
+        for batch in texts.chunks(self.remote.batch_size) {
             let mut body = json!({
-                "model": self.model,
+                "model": self.remote.model,
                 "texts": batch,
                 "input_type": input_type,
                 "embedding_types": ["float"],
                 "truncate": "END",
             });
-            if self.send_dimensions {
-                body["output_dimension"] = json!(self.dimension);
+            if self.remote.send_dimensions {
+                body["output_dimension"] = json!(self.remote.dimension);
             }
-            let value = self.http.post_json(&body).await?;
+            let value = self.remote.http.post_json(&body).await?;
             let parsed: CohereResponse = serde_json::from_value(value)
                 .map_err(|e| EmbedError::InvalidResponse(format!("unexpected shape: {e}")))?;
             out.extend(check_and_normalize(
                 parsed.embeddings.float,
                 batch.len(),
-                self.dimension,
+                self.remote.dimension,
             )?);
         }
         Ok(out)
@@ -405,11 +422,11 @@ struct CohereEmbeddings {
 #[async_trait]
 impl Embedder for CohereEmbedder {
     fn model_id(&self) -> &str {
-        &self.model_id
+        &self.remote.model_id
     }
 
     fn dimension(&self) -> usize {
-        self.dimension
+        self.remote.dimension
     }
 
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
