@@ -322,14 +322,6 @@ pub fn missing(what: &'static str) -> impl Fn(crate::store::StoreError) -> ApiEr
     }
 }
 
-/// A JSON value helper for handlers that return `{"success": true, …}` objects.
-pub fn success(mut body: Value) -> Value {
-    if let Value::Object(map) = &mut body {
-        map.insert("success".into(), Value::Bool(true));
-    }
-    body
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

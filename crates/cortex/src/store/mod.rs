@@ -244,8 +244,7 @@ pub(crate) fn parse_id(s: &str) -> StoreResult<Uuid> {
 /// The current time at the stored precision (microseconds), so what a handler returns equals
 /// what a later read returns.
 pub fn now() -> DateTime<Utc> {
-    let t = Utc::now();
-    t.with_nanosecond(t.nanosecond() / 1000 * 1000).unwrap_or(t)
+    to_stored(Utc::now())
 }
 
 /// Truncate a timestamp to the stored precision.
