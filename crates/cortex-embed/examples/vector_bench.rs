@@ -98,6 +98,9 @@ struct Args {
     data: Data,
     append: bool,
     out: Option<String>,
+    /// Skip the embedded index rows: only the exact ground truth is computed (over an exact
+    /// index) and pgvector is measured against it.
+    pg_only: bool,
 }
 
 fn parse_args() -> Res<Args> {
@@ -116,6 +119,7 @@ fn parse_args() -> Res<Args> {
         ef_search: vec![64, 128, 256],
         data: Data::LowRank,
         append: false,
+        pg_only: false,
         out: Some("crates/cortex-embed/BENCH_RESULTS.md".to_owned()),
     };
     let mut it = std::env::args().skip(1);
@@ -153,6 +157,7 @@ fn parse_args() -> Res<Args> {
                 }
             }
             "--append" => args.append = true,
+            "--pg-only" => args.pg_only = true,
             "--out" => args.out = Some(value()?),
             "--no-out" => args.out = None,
             other => return Err(format!("unknown argument {other}").into()),
@@ -642,6 +647,29 @@ fn main() -> Res<()> {
             args.queries
         };
         let queries = &all_queries[..nq * DIM];
+        if args.pg_only {
+            let started = Instant::now();
+            let exact = VectorIndex::rebuild(
+                DIM,
+                IndexOptions {
+                    exact_threshold: usize::MAX,
+                    ..IndexOptions::default()
+                },
+                data[..n * DIM]
+                    .chunks_exact(DIM)
+                    .enumerate()
+                    .map(|(i, v)| (i as u64, v)),
+            )?;
+            let truth = ground_truth(&exact, queries)?;
+            drop(exact);
+            eprintln!(
+                "exact ground truth for {n} in {:.1}s",
+                started.elapsed().as_secs_f64()
+            );
+            let url = args.pg_url.as_deref().ok_or("--pg-only needs PostgreSQL")?;
+            rows.extend(runtime.block_on(bench_pg(&args, url, &data, n, queries, &truth))?);
+            continue;
+        }
         let embedded = bench_embedded(&args, &data, n, queries)?;
         rows.extend(embedded.rows);
         persistence.push(format!(
