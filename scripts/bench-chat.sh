@@ -19,6 +19,7 @@ for _ in $(seq 1 50); do grep -q listening "$dir/fake.log" 2>/dev/null && break;
 FAKE=$(head -1 "$dir/fake.log" | awk '{print $3}')
 port=$((20000 + RANDOM % 10000))
 OPENAI_API_KEY=bench OPENAI_BASE_URL="$FAKE" CORTEX_DATA_DIR="$dir/data" CORTEX_BOOTSTRAP_PASSWORD=bench-password-123 \
+  CORTEX_LIMITS__COMPANY_REQUESTS=1000000000 CORTEX_LIMITS__CONVERSATION_MESSAGES=1000000000 CORTEX_MEMORY__EXTRACT_FACTS=false \
   CORTEX_LOG__LEVEL=warn "$BIN/cortex" serve --bind "127.0.0.1:$port" >"$dir/server.log" 2>&1 &
 srv_pid=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done

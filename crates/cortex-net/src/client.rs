@@ -44,6 +44,26 @@ impl OutboundRequest {
         let url = Url::parse(url).map_err(|e| NetError::InvalidUrl(format!("{url:?}: {e}")))?;
         Ok(Self::new(Method::GET, url))
     }
+
+    /// A `POST` of `fields` as `application/x-www-form-urlencoded`, accepting JSON (an OAuth 2
+    /// token request).
+    pub fn post_form(url: &str, fields: &[(&str, &str)]) -> Result<Self, NetError> {
+        let url = Url::parse(url).map_err(|e| NetError::InvalidUrl(format!("{url:?}: {e}")))?;
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
+        let mut req = Self::new(Method::POST, url);
+        req.headers.insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        req.headers.insert(
+            header::ACCEPT,
+            header::HeaderValue::from_static("application/json"),
+        );
+        req.body = Some(Bytes::from(body));
+        Ok(req)
+    }
 }
 
 /// A response read through the guard, its body capped at the policy's limit.

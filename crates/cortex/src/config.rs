@@ -40,6 +40,65 @@ pub struct Config {
     #[serde(skip_serializing)]
     pub embeddings: cortex_embed::EmbeddingsConfig,
     pub knowledge: KnowledgeConfig,
+    pub cache: CacheConfig,
+    pub memory: MemoryConfig,
+    pub secrets: SecretsConfig,
+}
+
+/// Encryption of secrets at rest (connection credentials).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// 32 bytes in base64 (`openssl rand -base64 32`). Required on PostgreSQL for connections;
+    /// on SQLite a key file in the data directory is used when it is not set.
+    #[serde(serialize_with = "ser_secret_opt")]
+    pub encryption_key: Option<SecretString>,
+}
+
+/// Customer memory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MemoryConfig {
+    /// After a turn of an agent with memory enabled (and a model configured), ask the model in
+    /// the background for new durable facts about the customer.
+    pub extract_facts: bool,
+    /// The tier whose model extracts them (the cheapest is usually enough).
+    pub extraction_tier: cortex_llm::Tier,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        Self {
+            extract_facts: true,
+            extraction_tier: cortex_llm::Tier::Speed,
+        }
+    }
+}
+
+/// Stage 05's answer cache.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// How long a cached answer (stored by a chat or by `/v1/cache/warm`) is served.
+    pub ttl_seconds: u64,
+    /// Drop an agent's cached answers when one of its knowledge sources changes (ingested,
+    /// re-embedded or deleted), so answers never outlive the knowledge they came from.
+    pub invalidate_on_knowledge_change: bool,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            ttl_seconds: 7 * 24 * 3600,
+            invalidate_on_knowledge_change: true,
+        }
+    }
+}
+
+impl CacheConfig {
+    pub fn ttl(&self) -> chrono::Duration {
+        chrono::Duration::seconds(i64::try_from(self.ttl_seconds).unwrap_or(i64::MAX / 1000))
+    }
 }
 
 /// Knowledge ingestion: the conversion worker, its bounds, and chunk sizes.
@@ -87,6 +146,30 @@ pub struct AuthConfig {
     /// Password of the first admin; generated and printed once when empty.
     #[serde(serialize_with = "ser_secret_opt")]
     pub bootstrap_password: Option<SecretString>,
+    /// Also accept ES256 tokens of an external identity provider whose keys are published here.
+    pub jwks_url: Option<String>,
+    /// Required `iss` of those tokens.
+    pub jwks_issuer: Option<String>,
+    /// Required `aud` of those tokens.
+    pub jwks_audience: Option<String>,
+    /// The claim that holds the company id.
+    pub jwks_company_claim: String,
+    /// The claim that holds the role (`admin`, or anything else for a member).
+    pub jwks_role_claim: String,
+}
+
+impl AuthConfig {
+    pub fn jwks(&self) -> Option<crate::auth::jwks::JwksSettings> {
+        self.jwks_url
+            .as_ref()
+            .map(|url| crate::auth::jwks::JwksSettings {
+                url: url.clone(),
+                issuer: self.jwks_issuer.clone(),
+                audience: self.jwks_audience.clone(),
+                company_claim: self.jwks_company_claim.clone(),
+                role_claim: self.jwks_role_claim.clone(),
+            })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -105,6 +188,32 @@ pub struct LimitsConfig {
     pub upload_bytes: usize,
     /// Interval of `: heartbeat` comments on event streams, in seconds.
     pub sse_heartbeat_seconds: f64,
+    /// Authenticated requests a company may make per `company_window_seconds` (0: unlimited).
+    /// Counted in Redis when it is configured, so the limit holds across nodes.
+    pub company_requests: u64,
+    pub company_window_seconds: u64,
+    /// Chat messages one conversation may send per `conversation_window_seconds` (0: unlimited).
+    pub conversation_messages: u64,
+    pub conversation_window_seconds: u64,
+    /// Distinct client IPs this node serves at once (requests in flight, open streams);
+    /// one more is answered 429. 0: no cap.
+    pub max_client_ips: usize,
+}
+
+impl LimitsConfig {
+    pub fn company_rate(&self) -> crate::limits::Rate {
+        crate::limits::Rate {
+            max: self.company_requests,
+            window_seconds: self.company_window_seconds,
+        }
+    }
+
+    pub fn conversation_rate(&self) -> crate::limits::Rate {
+        crate::limits::Rate {
+            max: self.conversation_messages,
+            window_seconds: self.conversation_window_seconds,
+        }
+    }
 }
 
 /// Outbound requests (tool-call webhooks, URL ingestion).
@@ -168,6 +277,9 @@ impl Default for Config {
             llm: cortex_llm::LlmConfig::default(),
             embeddings: cortex_embed::EmbeddingsConfig::default(),
             knowledge: KnowledgeConfig::default(),
+            cache: CacheConfig::default(),
+            memory: MemoryConfig::default(),
+            secrets: SecretsConfig::default(),
         }
     }
 }
@@ -180,6 +292,11 @@ impl Default for AuthConfig {
             api_key_touch_interval_seconds: 15 * 60,
             bootstrap_email: "admin@cortex.local".into(),
             bootstrap_password: None,
+            jwks_url: None,
+            jwks_issuer: None,
+            jwks_audience: None,
+            jwks_company_claim: "company_id".into(),
+            jwks_role_claim: "role".into(),
         }
     }
 }
@@ -198,6 +315,11 @@ impl Default for LimitsConfig {
             json_body_bytes: 1024 * 1024,
             upload_bytes: 60 * 1024 * 1024,
             sse_heartbeat_seconds: 15.0,
+            company_requests: 100,
+            company_window_seconds: 1,
+            conversation_messages: 20,
+            conversation_window_seconds: 60,
+            max_client_ips: 25,
         }
     }
 }
@@ -298,6 +420,13 @@ impl Config {
                 ));
             }
         }
+        if let Some(url) = &self.auth.jwks_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(ConfigError(
+                "auth.jwks_url must be an http:// or https:// URL".into(),
+            ));
+        }
         if !self.auth.bootstrap_email.contains('@') {
             return Err(ConfigError(
                 "auth.bootstrap_email is not an email address".into(),
@@ -312,6 +441,18 @@ impl Config {
                 != Some(std::cmp::Ordering::Greater)
         {
             return Err(ConfigError("limits must be positive".into()));
+        }
+        if self.limits.company_window_seconds == 0 || self.limits.conversation_window_seconds == 0 {
+            return Err(ConfigError(
+                "limits.company_window_seconds and limits.conversation_window_seconds must be positive".into(),
+            ));
+        }
+        if let Some(key) = &self.secrets.encryption_key {
+            use secrecy::ExposeSecret;
+            crate::secrets::decode_key(key.expose_secret()).map_err(ConfigError)?;
+        }
+        if self.cache.ttl_seconds == 0 {
+            return Err(ConfigError("cache.ttl_seconds must be positive".into()));
         }
         if !(self.shutdown.drain_seconds >= 0.0 && self.shutdown.announce_seconds >= 0.0) {
             return Err(ConfigError("shutdown times must be non-negative".into()));

@@ -28,6 +28,8 @@ fn random_string(n: usize) -> String {
 /// Connect to the database, apply migrations, settle the signing secret and create the first
 /// admin on an empty database.
 pub async fn init(config: Config) -> anyhow::Result<AppState> {
+    // Metrics recorded from here on reach `/v1/metrics`.
+    let _ = crate::telemetry::prometheus();
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let store = SqlStore::connect(&config.effective_database_url())
@@ -57,14 +59,15 @@ pub async fn init(config: Config) -> anyhow::Result<AppState> {
         cortex_llm::router::classify("warm up", false);
     })
     .await?;
-    let tools: Arc<dyn crate::pipeline::tools::ToolExecutor> =
-        Arc::new(crate::actions::ActionTools::new(
-            store.clone(),
-            Arc::new(
-                crate::actions::NetRunner::new(&config.network)
-                    .context("building the outbound HTTP client")?,
-            ),
-        ));
+    let secrets = secret_box(&config, store.backend())?;
+    let actions = Arc::new(crate::actions::ActionTools::new(
+        store.clone(),
+        secrets.clone(),
+        Arc::new(
+            crate::actions::NetRunner::new(&config.network)
+                .context("building the outbound HTTP client")?,
+        ),
+    ));
     let coord =
         crate::coord::Coordinator::connect(config.redis_url.as_deref(), &config.redis_prefix)
             .await
@@ -84,9 +87,10 @@ pub async fn init(config: Config) -> anyhow::Result<AppState> {
         jwt,
         instance_id,
         llm,
-        tools,
+        actions,
         coord,
         Arc::new(knowledge),
+        secrets,
     );
     let st = state.clone();
     let apply = Arc::new(move |agent: Option<uuid::Uuid>| match agent {
@@ -165,6 +169,29 @@ async fn bootstrap(store: &SqlStore, config: &Config) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The box that seals connection credentials: the configured key, or on SQLite the data
+/// directory's key file; on PostgreSQL without a configured key there is none (every node
+/// must share the key, and keeping it in the same database would protect nothing).
+fn secret_box(
+    config: &Config,
+    backend: crate::store::Backend,
+) -> anyhow::Result<Option<Arc<crate::secrets::SecretBox>>> {
+    let key = match (&config.secrets.encryption_key, backend) {
+        (Some(k), _) => {
+            crate::secrets::decode_key(k.expose_secret()).map_err(anyhow::Error::msg)?
+        }
+        (None, crate::store::Backend::Sqlite) => crate::secrets::key_file(&config.data_dir)
+            .context("reading or creating the secrets key file")?,
+        (None, crate::store::Backend::Postgres) => {
+            tracing::warn!(
+                "secrets.encryption_key is not set: connections (action credentials) are unavailable"
+            );
+            return Ok(None);
+        }
+    };
+    Ok(Some(Arc::new(crate::secrets::SecretBox::new(&key)?)))
 }
 
 /// Serve until `signal` resolves, then: health answers 503 for `announce_seconds` while

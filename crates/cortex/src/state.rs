@@ -22,17 +22,29 @@ pub struct Inner {
     pub config: Arc<Config>,
     pub store: SqlStore,
     pub jwt: JwtKeys,
+    /// ES256 tokens of an external identity provider, when `auth.jwks_url` is set.
+    pub jwks: Option<crate::auth::jwks::Jwks>,
     pub instance_id: String,
     /// The configured models; `None` means the built-in extractive responder answers.
     pub llm: Option<Arc<cortex_llm::TieredClient>>,
     /// Runs the tool calls of stage 07.
     pub tools: Arc<dyn ToolExecutor>,
+    /// The same executor, concretely: post-response actions and `/v1/actions/{id}/test`.
+    pub actions: Arc<crate::actions::ActionTools>,
     /// The knowledge base: embedders, vector indexes, conversion worker, URL fetcher.
     pub knowledge: Arc<crate::knowledge::Knowledge>,
+    /// Seals connection credentials; `None` on PostgreSQL without `secrets.encryption_key`.
+    pub secrets: Option<Arc<crate::secrets::SecretBox>>,
     /// Stage 01's cache of loaded agents.
     pub agent_cache: ConfigCache,
     /// In-process, or Redis when scaled out.
     pub coord: crate::coord::Coordinator,
+    /// Request-rate windows (in Redis when scaled out).
+    pub rate: crate::limits::RateLimiter,
+    /// The per-instance cap on concurrently connected client IPs.
+    pub client_ips: crate::limits::ClientIps,
+    /// This node's running totals for `/v1/metrics/dashboard`.
+    pub dashboard: crate::telemetry::Dashboard,
     /// Background work (key touches, later: memory extraction, runs) that shutdown waits for.
     pub tasks: TaskTracker,
     /// Cancelled when the node begins shutting down.
@@ -57,19 +69,28 @@ impl AppState {
         jwt: JwtKeys,
         instance_id: String,
         llm: Option<Arc<cortex_llm::TieredClient>>,
-        tools: Arc<dyn ToolExecutor>,
+        actions: Arc<crate::actions::ActionTools>,
         coord: crate::coord::Coordinator,
         knowledge: Arc<crate::knowledge::Knowledge>,
+        secrets: Option<Arc<crate::secrets::SecretBox>>,
     ) -> Self {
+        let client_ips = crate::limits::ClientIps::new(config.limits.max_client_ips);
+        let jwks = config.auth.jwks().map(crate::auth::jwks::Jwks::new);
         Self(Arc::new(Inner {
             config,
             store,
             jwt,
+            jwks,
             instance_id,
             llm,
-            tools,
+            tools: actions.clone(),
+            actions,
             knowledge,
+            secrets,
             agent_cache: ConfigCache::default(),
+            rate: crate::limits::RateLimiter::for_coordinator(&coord),
+            client_ips,
+            dashboard: crate::telemetry::Dashboard::default(),
             coord,
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),

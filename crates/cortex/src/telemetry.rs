@@ -1,4 +1,9 @@
-//! Structured logs: JSON lines by default, `RUST_LOG` overrides the configured level.
+//! Structured logs (JSON lines by default, `RUST_LOG` overrides the configured level) and
+//! metrics (the Prometheus recorder behind `/v1/metrics`, the dashboard's running totals).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tracing_subscriber::EnvFilter;
 
@@ -18,4 +23,198 @@ pub fn init(cfg: &LogConfig) {
             .try_init(),
         LogFormat::Pretty => builder.try_init(),
     };
+}
+
+/// Buckets (milliseconds) of every `*_ms` histogram.
+const MS_BUCKETS: &[f64] = &[
+    1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
+    60000.0,
+];
+
+static PROMETHEUS: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
+    std::sync::OnceLock::new();
+
+/// The process-wide Prometheus recorder behind `/v1/metrics`, installed on first use (`None`
+/// when another recorder was installed first). Metric labels never carry tenant identifiers:
+/// the exposition is shared by every company of the node.
+pub fn prometheus() -> Option<&'static metrics_exporter_prometheus::PrometheusHandle> {
+    PROMETHEUS
+        .get_or_init(|| {
+            use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_ms".into()), MS_BUCKETS)
+                .ok()?
+                .build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            describe();
+            // Recorded histogram samples wait in a buffer until drained; drain it even when
+            // nobody scrapes.
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(std::time::Duration::from_secs(5));
+                        upkeep.run_upkeep();
+                    }
+                })
+                .ok()?;
+            Some(handle)
+        })
+        .as_ref()
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "cortex_http_requests_total",
+        "HTTP requests by method, route template and status"
+    );
+    describe_histogram!(
+        "cortex_http_request_duration_ms",
+        Unit::Milliseconds,
+        "Time to the response head, by route template"
+    );
+    describe_histogram!(
+        "cortex_pipeline_duration_ms",
+        Unit::Milliseconds,
+        "Chat pipeline processing time by model tier (cache, extractive or a tier)"
+    );
+    describe_histogram!(
+        "cortex_stage_duration_ms",
+        Unit::Milliseconds,
+        "Chat pipeline stage durations"
+    );
+    describe_counter!(
+        "cortex_config_cache_hits_total",
+        "Agent configurations served from the config cache"
+    );
+    describe_counter!(
+        "cortex_config_cache_misses_total",
+        "Agent configurations loaded from the database"
+    );
+    describe_counter!(
+        "cortex_answer_cache_lookups_total",
+        "Semantic answer cache lookups by result (hit, miss)"
+    );
+    describe_counter!("cortex_routed_total", "Chat messages routed, by model tier");
+    describe_counter!(
+        "cortex_tokens_total",
+        "Model tokens by direction (input, output) and model tier"
+    );
+    describe_counter!(
+        "cortex_cost_microusd_total",
+        "Model cost in millionths of a US dollar, by model tier"
+    );
+    describe_counter!("cortex_tool_calls_total", "Tool calls executed, by outcome");
+    describe_counter!(
+        "cortex_rate_limited_total",
+        "Requests refused with 429, by limit (company, conversation, client_ips)"
+    );
+    describe_gauge!(
+        "cortex_sse_clients",
+        "Event-stream clients connected to this node"
+    );
+}
+
+/// This node's running totals behind `/v1/metrics/dashboard` (the Prometheus exposition cannot
+/// be read back): config loading, model routing and agent compilation.
+#[derive(Default)]
+pub struct Dashboard {
+    config_loads: AtomicU64,
+    config_hits: AtomicU64,
+    config_ms: AtomicU64,
+    routed: Mutex<BTreeMap<String, u64>>,
+    /// Chats answered by the model (not the cache, not the extractive responder).
+    model_answers: AtomicU64,
+    model_ms: AtomicU64,
+    with_tools: AtomicU64,
+    tool_rounds: AtomicU64,
+}
+
+/// One finished chat, as the dashboard counts it.
+pub struct ChatSample<'a> {
+    pub config_hit: bool,
+    pub config_ms: u64,
+    /// The tier the router chose; `None` for a cache hit.
+    pub tier: Option<&'a str>,
+    /// Stage 07's time when a model answered.
+    pub model_ms: Option<u64>,
+    pub tool_rounds: u64,
+}
+
+impl Dashboard {
+    pub fn record(&self, s: &ChatSample<'_>) {
+        self.config_loads.fetch_add(1, Ordering::Relaxed);
+        if s.config_hit {
+            self.config_hits.fetch_add(1, Ordering::Relaxed);
+        }
+        self.config_ms.fetch_add(s.config_ms, Ordering::Relaxed);
+        if let Some(tier) = s.tier
+            && let Ok(mut routed) = self.routed.lock()
+        {
+            *routed.entry(tier.to_owned()).or_insert(0) += 1;
+        }
+        if let Some(ms) = s.model_ms {
+            self.model_answers.fetch_add(1, Ordering::Relaxed);
+            self.model_ms.fetch_add(ms, Ordering::Relaxed);
+            if s.tool_rounds > 0 {
+                self.with_tools.fetch_add(1, Ordering::Relaxed);
+            }
+            self.tool_rounds.fetch_add(s.tool_rounds, Ordering::Relaxed);
+        }
+    }
+
+    /// The JSON of `/v1/metrics/dashboard`.
+    pub fn snapshot(&self) -> serde_json::Value {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let ratio = |num: u64, den: u64| {
+            if den == 0 {
+                0.0
+            } else {
+                num as f64 / den as f64
+            }
+        };
+        let round1 = |x: f64| (x * 10.0).round() / 10.0;
+        let (loads, hits, answers) = (
+            get(&self.config_loads),
+            get(&self.config_hits),
+            get(&self.model_answers),
+        );
+        let by_tier = self.routed.lock().map(|m| m.clone()).unwrap_or_default();
+        serde_json::json!({
+            "config_loading": {
+                "cache_hit_rate": round1(100.0 * ratio(hits, loads)),
+                "total_loads": loads,
+                "cache_hits": hits,
+                "avg_duration_ms": round1(ratio(get(&self.config_ms), loads)),
+            },
+            "model_routing": {
+                "total_routed": by_tier.values().sum::<u64>(),
+                "by_tier": by_tier,
+            },
+            "agent_compilation": {
+                "avg_llm_latency_ms": round1(ratio(get(&self.model_ms), answers)),
+                "tool_call_rate": round1(100.0 * ratio(get(&self.with_tools), answers)),
+                "avg_tool_rounds": round1(ratio(get(&self.tool_rounds), answers)),
+            },
+        })
+    }
+}
+
+/// Holds a gauge one higher while alive (an open event stream).
+pub struct GaugeGuard(&'static str);
+
+impl GaugeGuard {
+    pub fn new(name: &'static str) -> Self {
+        metrics::gauge!(name).increment(1.0);
+        Self(name)
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        metrics::gauge!(self.0).decrement(1.0);
+    }
 }

@@ -103,6 +103,156 @@ fn empty_object_schema() -> Value {
     serde_json::json!({"type": "object", "properties": {}})
 }
 
+/// The credentials of a connection. Which fields are required depends on the auth type:
+/// `api_key` (+ `header_name`, default `X-API-Key`), `bearer` → `token`, `basic` → `username`
+/// and `password`, `oauth2` → `access_token`, or `token_url` + `client_id` + `client_secret`
+/// (+ `scope`) for the client-credentials grant. Sealed at rest; `Debug` shows no values.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credentials { [redacted] }")
+    }
+}
+
+fn filled(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+impl Credentials {
+    /// What `auth_type` needs, as one message per missing or invalid field.
+    pub fn problems(&self, auth_type: AuthType) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let mut need = |field: &'static str, v: &Option<String>| {
+            if filled(v).is_none() {
+                out.push((field, format!("{field} is required for this auth_type")));
+            }
+        };
+        match auth_type {
+            AuthType::None => {}
+            AuthType::ApiKey => need("api_key", &self.api_key),
+            AuthType::Bearer => need("token", &self.token),
+            AuthType::Basic => {
+                need("username", &self.username);
+                need("password", &self.password);
+            }
+            AuthType::Oauth2 => {
+                if filled(&self.access_token).is_none() {
+                    need("token_url", &self.token_url);
+                    need("client_id", &self.client_id);
+                    need("client_secret", &self.client_secret);
+                }
+            }
+        }
+        if let Some(h) = filled(&self.header_name)
+            && (h.len() > 100
+                || !h
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        {
+            out.push((
+                "header_name",
+                "header_name is a header name (letters, digits, '-', '_')".into(),
+            ));
+        }
+        if let Some(u) = filled(&self.token_url)
+            && !(u.starts_with("https://") || u.starts_with("http://"))
+        {
+            out.push((
+                "token_url",
+                "token_url must be an absolute http(s) URL".into(),
+            ));
+        }
+        out
+    }
+
+    /// The parts that may be shown: header name, user name, token URL, client id, scope.
+    pub fn public(&self) -> Value {
+        let mut m = serde_json::Map::new();
+        for (k, v) in [
+            ("header_name", &self.header_name),
+            ("username", &self.username),
+            ("token_url", &self.token_url),
+            ("client_id", &self.client_id),
+            ("scope", &self.scope),
+        ] {
+            if let Some(v) = filled(v) {
+                m.insert(k.into(), Value::String(v.to_owned()));
+            }
+        }
+        Value::Object(m)
+    }
+
+    /// What a runner attaches to the request. `cache_key` names the credentials for a token
+    /// cache (it changes when they change).
+    pub fn resolve(&self, auth_type: AuthType, cache_key: String) -> ResolvedAuth {
+        let s = |v: &Option<String>| filled(v).unwrap_or_default().to_owned();
+        match auth_type {
+            AuthType::None => ResolvedAuth::None,
+            AuthType::ApiKey => ResolvedAuth::Ready(cortex_net::ActionAuth::ApiKey {
+                header: filled(&self.header_name).unwrap_or("X-API-Key").to_owned(),
+                value: s(&self.api_key),
+            }),
+            AuthType::Bearer => ResolvedAuth::Ready(cortex_net::ActionAuth::Bearer {
+                token: s(&self.token),
+            }),
+            AuthType::Basic => ResolvedAuth::Ready(cortex_net::ActionAuth::Basic {
+                user: s(&self.username),
+                password: s(&self.password),
+            }),
+            AuthType::Oauth2 => match filled(&self.access_token) {
+                Some(t) => ResolvedAuth::Ready(cortex_net::ActionAuth::OAuth2 {
+                    access_token: t.to_owned(),
+                }),
+                None => ResolvedAuth::ClientCredentials {
+                    cache_key,
+                    token_url: s(&self.token_url),
+                    client_id: s(&self.client_id),
+                    client_secret: s(&self.client_secret),
+                    scope: filled(&self.scope).map(str::to_owned),
+                },
+            },
+        }
+    }
+}
+
+/// Credentials ready for a request, or an OAuth 2 client-credentials grant still to run.
+#[derive(Clone)]
+pub enum ResolvedAuth {
+    None,
+    Ready(cortex_net::ActionAuth),
+    ClientCredentials {
+        cache_key: String,
+        token_url: String,
+        client_id: String,
+        client_secret: String,
+        scope: Option<String>,
+    },
+}
+
 /// A stored action.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Action {
@@ -126,18 +276,117 @@ impl Action {
 /// The tool executor backed by the company's actions.
 pub struct ActionTools {
     store: SqlStore,
+    secrets: Option<Arc<crate::secrets::SecretBox>>,
     runner: Arc<dyn ActionRunner>,
 }
 
-/// Runs one action's webhook with validated arguments.
+/// Runs one action's webhook with validated arguments and its connection's credentials.
 #[async_trait]
 pub trait ActionRunner: Send + Sync {
-    async fn run(&self, action: &Action, arguments: &Value) -> ToolOutcome;
+    async fn run(&self, action: &Action, auth: ResolvedAuth, arguments: &Value) -> ToolOutcome;
+    /// The request the action would send (credentials masked), for `/v1/actions/{id}/test`.
+    fn preview(&self, action: &Action, arguments: &Value) -> Result<Value, String>;
+}
+
+/// The credentials of an action's connection, read from the store and opened. Errors are
+/// messages for the tool result (never the secret values).
+pub async fn resolve_auth(
+    store: &SqlStore,
+    secrets: Option<&crate::secrets::SecretBox>,
+    action: &Action,
+) -> Result<ResolvedAuth, String> {
+    use crate::store::ConnectionStore;
+    if action.def.auth_type == AuthType::None {
+        return Ok(ResolvedAuth::None);
+    }
+    let id = action
+        .def
+        .connection_id
+        .ok_or("the action has no connection for its credentials")?;
+    let conn = store
+        .get_connection(action.company_id, id)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "loading a connection");
+            "the connection could not be loaded".to_owned()
+        })?
+        .ok_or("the action's connection no longer exists")?;
+    if conn.auth_type != action.def.auth_type {
+        return Err("the connection's auth_type does not match the action's".into());
+    }
+    let secrets =
+        secrets.ok_or("credentials cannot be opened: secrets.encryption_key is not configured")?;
+    let plain = secrets
+        .open(&conn.sealed, &conn.id.to_string())
+        .map_err(|e| {
+            tracing::error!(error = %e, connection = %conn.id, "opening connection credentials");
+            "the connection's credentials could not be opened".to_owned()
+        })?;
+    let creds: Credentials = serde_json::from_slice(&plain)
+        .map_err(|_| "the connection's credentials are malformed".to_owned())?;
+    Ok(creds.resolve(
+        conn.auth_type,
+        format!("{}:{}", conn.id, conn.updated_at.timestamp_micros()),
+    ))
 }
 
 impl ActionTools {
-    pub fn new(store: SqlStore, runner: Arc<dyn ActionRunner>) -> Self {
-        Self { store, runner }
+    pub fn new(
+        store: SqlStore,
+        secrets: Option<Arc<crate::secrets::SecretBox>>,
+        runner: Arc<dyn ActionRunner>,
+    ) -> Self {
+        Self {
+            store,
+            secrets,
+            runner,
+        }
+    }
+
+    /// Run one action now (a tool call, a post-response action, a test), credentials included.
+    pub async fn run(&self, action: &Action, arguments: &Value) -> ToolOutcome {
+        match resolve_auth(&self.store, self.secrets.as_deref(), action).await {
+            Ok(auth) => self.runner.run(action, auth, arguments).await,
+            Err(e) => ToolOutcome {
+                ok: false,
+                content: format!("Error: {e}"),
+                latency_ms: 0,
+            },
+        }
+    }
+
+    pub fn runner(&self) -> &dyn ActionRunner {
+        self.runner.as_ref()
+    }
+
+    /// Run the agent's linked `post_response` actions with the finished turn as arguments;
+    /// returns each action's name and outcome. Failures are logged, never the client's concern.
+    pub async fn post_response(
+        &self,
+        company_id: Uuid,
+        agent: &Agent,
+        turn: &Value,
+    ) -> Vec<(String, ToolOutcome)> {
+        let linked = match self.linked(company_id, agent).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "loading post-response actions");
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        for action in linked
+            .iter()
+            .filter(|a| a.def.trigger == Trigger::PostResponse)
+        {
+            let outcome = self.run(action, turn).await;
+            if !outcome.ok {
+                tracing::warn!(action = %action.def.name, result = %outcome.content, "post-response action failed");
+            }
+            metrics::counter!("cortex_tool_calls_total", "ok" => if outcome.ok { "true" } else { "false" }, "trigger" => "post_response").increment(1);
+            out.push((action.def.name.clone(), outcome));
+        }
+        out
     }
 
     async fn linked(&self, company_id: Uuid, agent: &Agent) -> Result<Vec<Action>, StoreError> {
@@ -191,6 +440,6 @@ impl ToolExecutor for ActionTools {
             Ok(v) => v,
             Err(e) => return failed(format!("the arguments are not valid JSON: {e}")),
         };
-        self.runner.run(action, &arguments).await
+        self.run(action, &arguments).await
     }
 }

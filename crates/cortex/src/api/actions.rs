@@ -100,12 +100,6 @@ impl Validate for ActionDef {
                 "value_error",
             );
         }
-        c.check(
-            self.auth_type == crate::actions::AuthType::None,
-            "auth_type",
-            "only auth_type \"none\" is supported until connections (encrypted credentials) are available; static headers work",
-            "value_error",
-        );
         if let Some(p) = &self.path_template {
             c.check(
                 p.starts_with('/'),
@@ -133,6 +127,7 @@ pub async fn create(
     ApiJson(def): ApiJson<ActionDef>,
 ) -> ApiResult<(StatusCode, Json<ActionView>)> {
     require_admin(&caller, "actions")?;
+    super::connections::check_connection(&state, caller.company_id, &def).await?;
     let action = state.store.create_action(caller.company_id, &def).await?;
     Ok((StatusCode::CREATED, Json(action.into())))
 }
@@ -187,6 +182,7 @@ pub async fn patch(
         .await?
         .ok_or_else(|| ApiError::not_found("Action"))?;
     let def = patch.apply(&current.def, &[])?;
+    super::connections::check_connection(&state, caller.company_id, &def).await?;
     let action = state
         .store
         .update_action(caller.company_id, id, &def)
@@ -210,4 +206,185 @@ pub async fn delete(
         .await
         .map_err(missing("Action"))?;
     Ok(Json(json!({"success": true, "id": id, "deleted": true})))
+}
+
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestRequest {
+    /// The arguments the model would pass (validated against the action's schema).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub arguments: Value,
+}
+
+impl Validate for TestRequest {
+    fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut c = Checks::default();
+        c.check(
+            self.arguments.is_null() || self.arguments.is_object(),
+            "arguments",
+            "arguments is an object",
+            "dict_type",
+        );
+        c.finish()
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TestResult {
+    #[schema(value_type = String)]
+    pub action_id: Uuid,
+    /// What was sent: method, URL, headers (credentials redacted), body.
+    #[schema(value_type = Object)]
+    pub request: Value,
+    pub ok: bool,
+    pub latency_ms: u64,
+    /// What the model would see: the response body, or `Error: …`.
+    pub result: String,
+}
+
+/// Run the action's webhook once with the given arguments, as a tool call would.
+#[utoipa::path(post, path = "/v1/actions/{id}/test", tag = "actions", request_body = TestRequest, security(("bearer" = []), ("api_key" = [])),
+    params(("id" = String, Path)), responses((status = 200, body = TestResult), (status = 401), (status = 403), (status = 404), (status = 422)))]
+pub async fn test(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<TestRequest>,
+) -> ApiResult<Json<TestResult>> {
+    require_admin(&caller, "actions")?;
+    let action = state
+        .store
+        .get_action(caller.company_id, path_id(&id, "Action")?)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Action"))?;
+    let arguments = if body.arguments.is_null() {
+        json!({})
+    } else {
+        body.arguments
+    };
+    let request = state
+        .actions
+        .runner()
+        .preview(&action, &arguments)
+        .unwrap_or_else(|e| json!({"error": e}));
+    let outcome = state.actions.run(&action, &arguments).await;
+    Ok(Json(TestResult {
+        action_id: action.id,
+        request,
+        ok: outcome.ok,
+        latency_ms: outcome.latency_ms,
+        result: outcome.content,
+    }))
+}
+
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImportRequest {
+    /// The OpenAPI 3 document: a JSON object, or its JSON or YAML text.
+    #[schema(value_type = Object)]
+    pub document: Value,
+    /// Where the API lives; default: the document's absolute `servers[0].url`.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Credentials for every imported action (an auth_type other than none needs it).
+    #[serde(default)]
+    pub auth_type: Option<crate::actions::AuthType>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub connection_id: Option<Uuid>,
+}
+
+impl Validate for ImportRequest {
+    fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut c = Checks::default();
+        c.check(
+            self.document.is_object() || self.document.is_string(),
+            "document",
+            "document is an OpenAPI object or its text",
+            "value_error",
+        );
+        c.finish()
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Imported {
+    pub success: bool,
+    pub count: usize,
+    pub actions: Vec<ActionView>,
+}
+
+/// One `action` per operation of an OpenAPI 3 document, created together (all or none).
+#[utoipa::path(post, path = "/v1/actions/import", tag = "actions", request_body = ImportRequest, security(("bearer" = []), ("api_key" = [])),
+    responses((status = 201, body = Imported), (status = 400, description = "Not an OpenAPI 3 document, or no base URL"), (status = 401), (status = 403), (status = 409), (status = 422)))]
+pub async fn import(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiJson(body): ApiJson<ImportRequest>,
+) -> ApiResult<(StatusCode, Json<Imported>)> {
+    require_admin(&caller, "actions")?;
+    let base = body.base_url.as_deref().unwrap_or("");
+    let specs = match &body.document {
+        Value::String(text) => cortex_net::import_openapi_str(text, base),
+        doc => cortex_net::import_openapi(doc, base),
+    }
+    .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if specs.is_empty() {
+        return Err(ApiError::BadRequest(
+            "the document has no operations".into(),
+        ));
+    }
+    let auth_type = body.auth_type.unwrap_or_default();
+    let defs: Vec<ActionDef> = specs
+        .into_iter()
+        .map(|spec| ActionDef {
+            name: spec.name,
+            description: spec.description.unwrap_or_default(),
+            source_type: crate::actions::SourceType::Action,
+            webhook_url: spec.webhook_url,
+            method: spec.method.as_str().to_owned(),
+            headers: spec.headers,
+            auth_type,
+            connection_id: body.connection_id,
+            parameters_schema: spec.parameters_schema,
+            path_template: spec.path_template,
+            query_schema: spec.query_schema,
+            body_schema: spec.body_schema,
+            rate_limit: None,
+            trigger: crate::actions::Trigger::Tool,
+        })
+        .collect();
+    let mut errors = Vec::new();
+    for (i, def) in defs.iter().enumerate() {
+        if let Err(errs) = def.validate() {
+            errors.extend(errs.into_iter().map(|mut e| {
+                e.loc = vec![
+                    json!("body"),
+                    json!("document"),
+                    json!(i),
+                    json!(def.name.clone()),
+                ]
+                .into_iter()
+                .chain(e.loc.into_iter().skip(1))
+                .collect();
+                e
+            }));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    if let Some(def) = defs.first() {
+        super::connections::check_connection(&state, caller.company_id, def).await?;
+    }
+    let created = state.store.create_actions(caller.company_id, &defs).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Imported {
+            success: true,
+            count: created.len(),
+            actions: created.into_iter().map(Into::into).collect(),
+        }),
+    ))
 }

@@ -9,10 +9,11 @@ use axum::middleware::Next;
 use axum::response::Response;
 use chrono::Utc;
 
-use super::error::{ApiError, MALFORMED_KEY};
+use super::error::{ApiError, MALFORMED_KEY, rate_limit_headers};
 use crate::auth::{Identity, Principal, api_key};
+use crate::limits::Subject;
 use crate::state::AppState;
-use crate::store::ApiKeyStore;
+use crate::store::{ApiKeyStore, CompanyStore};
 
 /// Routes that answer without credentials. Everything else requires them.
 pub const PUBLIC_ROUTES: &[&str] = &[
@@ -64,6 +65,27 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Ident
     match credential(headers) {
         Credential::None => Err(ApiError::unauthorized()),
         Credential::Malformed => Err(ApiError::Unauthorized(MALFORMED_KEY.into())),
+        Credential::Jwt(token) if crate::auth::jwks::Jwks::handles(token) => {
+            let jwks = state.jwks.as_ref().ok_or_else(ApiError::unauthorized)?;
+            let ext = jwks
+                .verify(token)
+                .await
+                .ok_or_else(ApiError::unauthorized)?;
+            // The company must exist here; its id in a valid token is not enough.
+            state
+                .store
+                .get_company(ext.company_id)
+                .await?
+                .ok_or_else(ApiError::unauthorized)?;
+            Ok(Identity {
+                company_id: ext.company_id,
+                principal: Principal::User {
+                    user_id: ext.user_id,
+                    role: ext.role,
+                },
+                scopes: vec!["*".into()],
+            })
+        }
         Credential::Jwt(token) => {
             let claims = state.jwt.verify(token).ok_or_else(ApiError::unauthorized)?;
             Ok(Identity {
@@ -129,6 +151,30 @@ pub async fn require_auth(
         return Ok(next.run(req).await);
     }
     let identity = authenticate(&state, req.headers()).await?;
+    let quota = state
+        .rate
+        .hit(
+            Subject::Company(identity.company_id),
+            state.config.limits.company_rate(),
+        )
+        .await;
+    if let Some(q) = quota
+        && !q.allowed
+    {
+        metrics::counter!("cortex_rate_limited_total", "limit" => "company").increment(1);
+        return Err(ApiError::RateLimited {
+            message: "Rate limit exceeded".into(),
+            retry_after_ms: q.retry_after_ms,
+            quota: Some(q),
+        });
+    }
     req.extensions_mut().insert(identity);
-    Ok(next.run(req).await)
+    let mut resp = next.run(req).await;
+    // A handler's own, narrower limit (a conversation's) may have set them already.
+    if let Some(q) = quota
+        && !resp.headers().contains_key("x-ratelimit-remaining")
+    {
+        rate_limit_headers(resp.headers_mut(), &q);
+    }
+    Ok(resp)
 }

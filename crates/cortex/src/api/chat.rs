@@ -17,6 +17,7 @@ use uuid::Uuid;
 use super::error::{ApiError, ApiResult, FieldError};
 use super::extract::{ApiJson, Caller, Checks, Validate};
 use crate::auth::Identity;
+use crate::limits::Subject;
 use crate::pipeline::{self, ChatEvent, ChatInput, ChatReply, PipelineError};
 use crate::state::AppState;
 
@@ -104,6 +105,29 @@ impl ChatBody {
     }
 }
 
+/// Count the message against its conversation's rate; 429 beyond it.
+async fn admit(state: &AppState, input: ChatInput) -> ApiResult<ChatInput> {
+    let subject = Subject::Conversation {
+        company_id: input.company_id,
+        conversation_id: input.conversation_id,
+    };
+    match state
+        .rate
+        .hit(subject, state.config.limits.conversation_rate())
+        .await
+    {
+        Some(q) if !q.allowed => {
+            metrics::counter!("cortex_rate_limited_total", "limit" => "conversation").increment(1);
+            Err(ApiError::RateLimited {
+                message: "Conversation message rate limit exceeded".into(),
+                retry_after_ms: q.retry_after_ms,
+                quota: Some(q),
+            })
+        }
+        _ => Ok(input),
+    }
+}
+
 /// Map a pipeline failure to the contract: 404 agent, 503 model unreachable, 504 model timed out.
 pub fn pipeline_error(e: PipelineError) -> ApiError {
     match e {
@@ -133,7 +157,7 @@ pub async fn chat(
     Caller(caller): Caller,
     ApiJson(body): ApiJson<ChatBody>,
 ) -> ApiResult<Json<ChatReply>> {
-    let input = body.into_input(&caller)?;
+    let input = admit(&state, body.into_input(&caller)?).await?;
     // A client that goes away drops this future, and with it the model call.
     let cancel = CancellationToken::new();
     let reply = pipeline::run(&state, input, None, &cancel)
@@ -184,19 +208,21 @@ struct StreamState {
     seq: u64,
     /// Cancels the pipeline (and the model call) when the client goes away.
     _guard: tokio_util::sync::DropGuard,
+    /// `cortex_sse_clients` counts this stream while it is open.
+    _client: crate::telemetry::GaugeGuard,
 }
 
 /// The same pipeline, streamed as Server-Sent Events: `text_delta`, `tool_call`, `tool_result`,
 /// `usage`, then `complete` (or `error`); `: heartbeat` every 15 s.
 #[utoipa::path(post, path = "/v1/chat/stream", tag = "chat", request_body = ChatBody, security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, content_type = "text/event-stream", description = "text_delta, tool_call, tool_result, usage, complete | error"),
-        (status = 401), (status = 404), (status = 422)))]
+        (status = 401), (status = 404), (status = 422), (status = 429)))]
 pub async fn chat_stream(
     State(state): State<AppState>,
     Caller(caller): Caller,
     ApiJson(body): ApiJson<ChatBody>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    let input = body.into_input(&caller)?;
+    let input = admit(&state, body.into_input(&caller)?).await?;
     // Errors that precede any output keep their HTTP status.
     pipeline::load_agent(&state, input.company_id, input.agent_id)
         .await
@@ -214,6 +240,7 @@ pub async fn chat_stream(
         done: Some(done_rx),
         seq: 0,
         _guard: cancel.drop_guard(),
+        _client: crate::telemetry::GaugeGuard::new("cortex_sse_clients"),
     };
     let stream = futures::stream::unfold(init, |mut s| async move {
         let (name, data) = match s.events.recv().await {

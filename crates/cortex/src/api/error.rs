@@ -61,6 +61,14 @@ pub enum ApiError {
     },
     #[error("{0}")]
     GatewayTimeout(String),
+    /// 429 `RATE_LIMIT_EXCEEDED`, with `Retry-After`, `retryAfterMs` and, for a counted
+    /// limit, the `X-RateLimit-*` headers of the window that refused it.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after_ms: u64,
+        quota: Option<crate::limits::Quota>,
+    },
     /// Logged with its cause; the client sees a generic message.
     #[error("internal error: {0}")]
     Internal(String),
@@ -115,6 +123,7 @@ impl ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE")
             }
             ApiError::GatewayTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "GATEWAY_TIMEOUT"),
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMIT_EXCEEDED"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
         }
     }
@@ -130,6 +139,13 @@ impl From<StoreError> for ApiError {
             }
         }
     }
+}
+
+/// `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (unix seconds).
+pub fn rate_limit_headers(headers: &mut axum::http::HeaderMap, q: &crate::limits::Quota) {
+    headers.insert("x-ratelimit-limit", HeaderValue::from(q.limit));
+    headers.insert("x-ratelimit-remaining", HeaderValue::from(q.remaining));
+    headers.insert("x-ratelimit-reset", HeaderValue::from(q.reset_unix));
 }
 
 /// The error envelope, for handlers and layers that build responses themselves.
@@ -152,6 +168,25 @@ impl IntoResponse for ApiError {
             ApiError::ServiceUnavailable { message, detail } => {
                 let detail = detail.unwrap_or_else(|| json!(message));
                 envelope(status, code, &message, detail)
+            }
+            ApiError::RateLimited {
+                message,
+                retry_after_ms,
+                quota,
+            } => {
+                let body = json!({"success": false, "detail": message,
+                    "error": {"code": code, "message": message}, "retryAfterMs": retry_after_ms});
+                let mut resp = (status, axum::Json(body)).into_response();
+                let headers = resp.headers_mut();
+                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(retry_after_ms.div_ceil(1000).max(1)),
+                );
+                if let Some(q) = quota {
+                    rate_limit_headers(headers, &q);
+                }
+                resp
             }
             ApiError::Internal(cause) => {
                 tracing::error!(error = %cause, "internal error");

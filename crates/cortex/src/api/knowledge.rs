@@ -410,6 +410,7 @@ pub async fn delete_source(
         .knowledge
         .delete_source(&state.store, caller.company_id, id)
         .await?;
+    knowledge_changed(&state, caller.company_id, id).await;
     Ok(Json(json!({"success": true, "id": id, "deleted": true})))
 }
 
@@ -453,6 +454,7 @@ pub async fn ingest_file(
             body.embedding_model.as_deref(),
         )
         .await?;
+    knowledge_changed(&state, caller.company_id, source.id).await;
     Ok(Json(done.into()))
 }
 
@@ -527,6 +529,7 @@ pub async fn upload(
         )
         .await?;
     done.file_path = Some(path.to_string_lossy().into_owned());
+    knowledge_changed(&state, caller.company_id, source.id).await;
     Ok(Json(done.into()))
 }
 
@@ -550,6 +553,7 @@ pub async fn ingest_url(
             body.embedding_model.as_deref(),
         )
         .await?;
+    knowledge_changed(&state, caller.company_id, source.id).await;
     Ok(Json(done.into()))
 }
 
@@ -578,6 +582,7 @@ pub async fn ingest_documents(
             body.embedding_model.as_deref(),
         )
         .await?;
+    knowledge_changed(&state, caller.company_id, done.source_id).await;
     // Stage 03 searches the agent's sources: link the documents source once.
     if !agent.spec.knowledge_source_ids.contains(&done.source_id) {
         let mut spec = agent.spec.clone();
@@ -616,6 +621,7 @@ pub async fn reembed(
             body.embedding_model.as_deref(),
         )
         .await?;
+    knowledge_changed(&state, caller.company_id, source.id).await;
     let updated = owned_source(&state, &caller, &body.source_id).await?;
     Ok(Json(ReembedResult {
         source_id: done.source_id,
@@ -679,4 +685,21 @@ pub async fn search(
         query: body.query,
         results: hits.into_iter().map(Into::into).collect(),
     }))
+}
+
+/// A source's content changed: the agents that search it drop their cached answers (unless
+/// configured otherwise). The change itself is committed already; a failure here is logged.
+async fn knowledge_changed(state: &AppState, company_id: Uuid, source_id: Uuid) {
+    if !state.config.cache.invalidate_on_knowledge_change {
+        return;
+    }
+    match crate::pipeline::cache::invalidate_for_source(&state.store, company_id, source_id).await {
+        Ok(0) => {}
+        Ok(n) => {
+            tracing::info!(%source_id, entries = n, "knowledge changed: cached answers dropped")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, %source_id, "knowledge changed but cached answers could not be dropped")
+        }
+    }
 }

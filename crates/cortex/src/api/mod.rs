@@ -3,13 +3,18 @@
 pub mod actions;
 pub mod agents;
 pub mod auth;
+pub mod cache;
 pub mod chat;
+pub mod connections;
 pub mod cors;
 pub mod error;
 pub mod extract;
 pub mod health;
 pub mod knowledge;
+pub mod limits;
 pub mod me;
+pub mod memory;
+pub mod metrics;
 pub mod portal;
 
 use std::sync::Arc;
@@ -37,7 +42,7 @@ use crate::state::AppState;
 #[openapi(
     info(title = "Cortex API", description = "Self-hosted, multi-tenant AI agent backend."),
     modifiers(&SecurityAddon),
-    tags((name = "health"), (name = "auth"), (name = "portal"), (name = "agents"), (name = "actions"), (name = "chat"), (name = "knowledge"))
+    tags((name = "health"), (name = "auth"), (name = "portal"), (name = "agents"), (name = "actions"), (name = "chat"), (name = "knowledge"), (name = "memory"), (name = "cache"))
 )]
 struct ApiDoc;
 
@@ -69,6 +74,8 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(health::health_v1))
         .routes(routes!(health::detailed))
         .routes(routes!(me::me))
+        .routes(routes!(metrics::prometheus))
+        .routes(routes!(metrics::dashboard))
         .routes(routes!(portal::login))
         .routes(routes!(portal::create_key, portal::list_keys))
         .routes(routes!(portal::revoke_key))
@@ -77,6 +84,14 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(agents::config))
         .routes(routes!(actions::create, actions::list))
         .routes(routes!(actions::get, actions::patch, actions::delete))
+        .routes(routes!(actions::test))
+        .routes(routes!(actions::import))
+        .routes(routes!(connections::create, connections::list))
+        .routes(routes!(
+            connections::get,
+            connections::patch,
+            connections::delete
+        ))
         .routes(routes!(chat::chat))
         .routes(routes!(chat::chat_stream))
         .routes(routes!(knowledge::create_source, knowledge::list_sources))
@@ -86,6 +101,12 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(knowledge::ingest_documents))
         .routes(routes!(knowledge::reembed))
         .routes(routes!(knowledge::search))
+        .routes(routes!(memory::query))
+        .routes(routes!(memory::save))
+        .routes(routes!(memory::delete_fact))
+        .routes(routes!(cache::warm))
+        .routes(routes!(cache::flush))
+        .routes(routes!(cache::stats))
         // Uploads are bounded by `limits.upload_bytes` in the handler, not by the JSON limit.
         .merge(
             OpenApiRouter::new()
@@ -117,6 +138,8 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.limits.json_body_bytes))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_auth))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limits::limit_client_ips))
+        .layer(axum::middleware::from_fn(metrics::record_http))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))

@@ -2,6 +2,7 @@
 //! resolved identity of a caller. Nothing here knows HTTP.
 
 pub mod api_key;
+pub mod jwks;
 pub mod jwt;
 pub mod password;
 

@@ -5,6 +5,7 @@
 
 pub mod cache;
 pub mod context;
+pub mod extract;
 pub mod extractive;
 pub mod memory;
 pub mod template;
@@ -128,11 +129,20 @@ pub async fn load_agent(
     company_id: Uuid,
     agent_id: Uuid,
 ) -> Result<Arc<LoadedAgent>, PipelineError> {
+    Ok(load_agent_counted(state, company_id, agent_id).await?.0)
+}
+
+/// [`load_agent`], and whether the config cache had it.
+async fn load_agent_counted(
+    state: &AppState,
+    company_id: Uuid,
+    agent_id: Uuid,
+) -> Result<(Arc<LoadedAgent>, bool), PipelineError> {
     if let Some(hit) = state.agent_cache.get(agent_id)
         && hit.agent.company_id == company_id
     {
         metrics::counter!("cortex_config_cache_hits_total").increment(1);
-        return Ok(hit);
+        return Ok((hit, true));
     }
     metrics::counter!("cortex_config_cache_misses_total").increment(1);
     let agent = state
@@ -143,7 +153,7 @@ pub async fn load_agent(
     let template = PromptTemplate::compile(&agent.spec.system_prompt)?;
     let loaded = Arc::new(LoadedAgent { agent, template });
     state.agent_cache.put(loaded.clone());
-    Ok(loaded)
+    Ok((loaded, false))
 }
 
 async fn emit(
@@ -170,7 +180,7 @@ pub async fn run(
 
     // 01 config
     let s = Instant::now();
-    let loaded = load_agent(state, input.company_id, input.agent_id).await?;
+    let (loaded, config_hit) = load_agent_counted(state, input.company_id, input.agent_id).await?;
     let agent = &loaded.agent;
     let spec = &agent.spec;
     let settings = &spec.settings;
@@ -281,6 +291,10 @@ pub async fn run(
         None
     };
     t.cache_check = ms(s);
+    if settings.cache_enabled {
+        let result = if cached.is_some() { "hit" } else { "miss" };
+        metrics::counter!("cortex_answer_cache_lookups_total", "result" => result).increment(1);
+    }
     if let Some(answer) = cached {
         emit(events, ChatEvent::TextDelta(answer.clone())).await?;
         emit(
@@ -305,7 +319,9 @@ pub async fn run(
             context_tokens,
             step_timings: t,
         };
-        return finish(state, &input, reply, "", started, false).await;
+        let reply = finish(state, &input, reply, "", started, false, (config_hit, None)).await?;
+        spawn_post_actions(state, &input, &reply, &loaded);
+        return Ok(reply);
     }
 
     // 06 router
@@ -405,7 +421,22 @@ pub async fn run(
         step_timings: t,
     };
     metrics::counter!("cortex_routed_total", "tier" => decision.tier.as_str()).increment(1);
-    finish(state, &input, reply, &outcome.model, started, cacheable).await
+    let counted = (config_hit, Some(decision.tier.as_str()));
+    let reply = finish(
+        state,
+        &input,
+        reply,
+        &outcome.model,
+        started,
+        cacheable,
+        counted,
+    )
+    .await?;
+    if settings.memory_enabled && state.llm.is_some() && state.config.memory.extract_facts {
+        spawn_extraction(state, &input, &reply.reply);
+    }
+    spawn_post_actions(state, &input, &reply, &loaded);
+    Ok(reply)
 }
 
 /// Sections for what the template does not place itself.
@@ -437,7 +468,8 @@ fn append_sections(
     }
 }
 
-/// Stage 08: persist the turn and its usage, store a cacheable answer in the background.
+/// Stage 08: persist the turn and its usage, store a cacheable answer in the background,
+/// record metrics. `(config_hit, routed_tier)` are what stage 01 and 06 decided.
 async fn finish(
     state: &AppState,
     input: &ChatInput,
@@ -445,6 +477,7 @@ async fn finish(
     model: &str,
     started: Instant,
     cacheable: bool,
+    (config_hit, routed): (bool, Option<&str>),
 ) -> Result<ChatReply, PipelineError> {
     reply.latency_ms = ms(started);
     state
@@ -477,14 +510,100 @@ async fn finish(
             reply.reply.clone(),
         );
         state.tasks.spawn(async move {
-            if let Err(e) = cache::store_answer(&st.store, company, agent, &q, &a).await {
+            let ttl = st.config.cache.ttl();
+            if let Err(e) = cache::store_answer(&st.store, company, agent, &q, &a, ttl).await {
                 tracing::warn!(error = %e, "could not store a cacheable answer");
             }
         });
     }
-    metrics::histogram!("cortex_pipeline_duration_ms", "model" => reply.model_used.clone())
-        .record(reply.latency_ms as f64);
+    record_metrics(state, &reply, config_hit, routed);
     Ok(reply)
+}
+
+/// Stage 08's post-response actions (the agent's linked actions with trigger `post_response`),
+/// in the background with the finished turn as their arguments.
+fn spawn_post_actions(
+    state: &AppState,
+    input: &ChatInput,
+    reply: &ChatReply,
+    loaded: &Arc<LoadedAgent>,
+) {
+    if loaded.agent.spec.action_ids.is_empty() {
+        return;
+    }
+    let turn = serde_json::json!({
+        "company_id": input.company_id,
+        "agent_id": input.agent_id,
+        "conversation_id": input.conversation_id,
+        "customer_id": input.customer_id,
+        "channel": input.channel,
+        "metadata": input.metadata,
+        "message": input.message,
+        "reply": reply.reply,
+        "model_used": reply.model_used,
+        "cached": reply.cached,
+        "actions_executed": reply.actions_executed,
+    });
+    let (st, company, loaded) = (state.clone(), input.company_id, loaded.clone());
+    state.tasks.spawn(async move {
+        st.actions
+            .post_response(company, &loaded.agent, &turn)
+            .await;
+    });
+}
+
+/// Stage 08's memory extraction, in the background (tracked, so shutdown waits for it).
+fn spawn_extraction(state: &AppState, input: &ChatInput, reply: &str) {
+    let (st, company, agent, customer, message, reply) = (
+        state.clone(),
+        input.company_id,
+        input.agent_id,
+        input.customer_id.clone(),
+        input.message.clone(),
+        reply.to_owned(),
+    );
+    state.tasks.spawn(async move {
+        match extract::extract_facts(&st, company, agent, &customer, &message, &reply).await {
+            Ok(saved) if !saved.is_empty() => {
+                tracing::debug!(facts = saved.len(), "memory: new customer facts saved");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "memory extraction failed"),
+        }
+    });
+}
+
+fn record_metrics(state: &AppState, reply: &ChatReply, config_hit: bool, routed: Option<&str>) {
+    let tier = reply.model_used.clone();
+    metrics::histogram!("cortex_pipeline_duration_ms", "model" => tier.clone())
+        .record(reply.latency_ms as f64);
+    let t = &reply.step_timings;
+    for (stage, ms) in [
+        ("config_load", t.config_load),
+        ("memory_recall", t.memory_recall),
+        ("context_engine", t.context_engine),
+        ("token_optimizer", t.token_optimizer),
+        ("cache_check", t.cache_check),
+        ("model_router", t.model_router),
+        ("agent_compiler", t.agent_compiler),
+        ("tool_execution", t.tool_execution),
+    ] {
+        metrics::histogram!("cortex_stage_duration_ms", "stage" => stage).record(ms as f64);
+    }
+    metrics::counter!("cortex_tokens_total", "direction" => "input", "model" => tier.clone())
+        .increment(reply.tokens.input);
+    metrics::counter!("cortex_tokens_total", "direction" => "output", "model" => tier.clone())
+        .increment(reply.tokens.output);
+    metrics::counter!("cortex_cost_microusd_total", "model" => tier)
+        .increment((reply.tokens.cost_usd * 1e6).round() as u64);
+    let model_answered = state.llm.is_some() && !reply.cached;
+    state.dashboard.record(&crate::telemetry::ChatSample {
+        config_hit,
+        config_ms: t.config_load,
+        tier: routed,
+        model_ms: model_answered.then_some(t.agent_compiler),
+        tool_rounds: t.tool_call_rounds,
+    });
 }
 
 struct Compiled {

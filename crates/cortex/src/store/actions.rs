@@ -35,6 +35,12 @@ fn encode(def: &ActionDef) -> StoreResult<String> {
 #[async_trait]
 pub trait ActionStore {
     async fn create_action(&self, company_id: Uuid, def: &ActionDef) -> StoreResult<Action>;
+    /// Several actions in one transaction: all are created, or none.
+    async fn create_actions(
+        &self,
+        company_id: Uuid,
+        defs: &[ActionDef],
+    ) -> StoreResult<Vec<Action>>;
     async fn get_action(&self, company_id: Uuid, action_id: Uuid) -> StoreResult<Option<Action>>;
     async fn list_actions(
         &self,
@@ -74,6 +80,37 @@ impl ActionStore for SqlStore {
             .await
             .map_err(|e| StoreError::from_insert(e, "an action with this name"))?;
         Ok(action)
+    }
+
+    async fn create_actions(
+        &self,
+        company_id: Uuid,
+        defs: &[ActionDef],
+    ) -> StoreResult<Vec<Action>> {
+        let at = now();
+        let mut tx = self.pool().begin().await?;
+        let mut out = Vec::with_capacity(defs.len());
+        for def in defs {
+            let action = Action {
+                id: new_id(),
+                company_id,
+                def: def.clone(),
+                created_at: at,
+                updated_at: at,
+            };
+            sqlx::query("INSERT INTO actions (id, company_id, name, definition, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)")
+                .bind(action.id.to_string())
+                .bind(company_id.to_string())
+                .bind(&def.name)
+                .bind(encode(def)?)
+                .bind(fmt_ts(at))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| StoreError::from_insert(e, &format!("an action named {}", def.name)))?;
+            out.push(action);
+        }
+        tx.commit().await?;
+        Ok(out)
     }
 
     async fn get_action(&self, company_id: Uuid, action_id: Uuid) -> StoreResult<Option<Action>> {

@@ -32,6 +32,18 @@ struct FactRow {
     agent_id: Option<String>,
 }
 
+impl FactRow {
+    fn into_fact(self) -> StoreResult<Fact> {
+        Ok(Fact {
+            id: parse_id(&self.id)?,
+            fact: self.fact,
+            category: self.category,
+            confidence: self.confidence,
+            agent_id: self.agent_id.as_deref().map(parse_id).transpose()?,
+        })
+    }
+}
+
 /// Customer memory, scoped by company and customer (and optionally agent).
 #[async_trait]
 pub trait MemoryStore {
@@ -44,7 +56,21 @@ pub trait MemoryStore {
         agent_id: Option<Uuid>,
         limit: i64,
     ) -> StoreResult<Vec<Fact>>;
+    /// Every fact of the customer (whichever agent it belongs to), newest first.
+    async fn all_facts(
+        &self,
+        company_id: Uuid,
+        customer_id: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<Fact>>;
     async fn delete_fact(&self, company_id: Uuid, fact_id: Uuid) -> StoreResult<()>;
+    /// What the customer said most recently, in any conversation, newest first.
+    async fn customer_messages(
+        &self,
+        company_id: Uuid,
+        customer_id: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<String>>;
 }
 
 #[async_trait]
@@ -89,15 +115,27 @@ impl MemoryStore for SqlStore {
         .fetch_all(self.pool())
         .await?
         .into_iter()
-        .map(|r| {
-            Ok(Fact {
-                id: parse_id(&r.id)?,
-                fact: r.fact,
-                category: r.category,
-                confidence: r.confidence,
-                agent_id: r.agent_id.as_deref().map(parse_id).transpose()?,
-            })
-        })
+        .map(FactRow::into_fact)
+        .collect()
+    }
+
+    async fn all_facts(
+        &self,
+        company_id: Uuid,
+        customer_id: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<Fact>> {
+        sqlx::query_as::<_, FactRow>(
+            "SELECT id, fact, category, confidence, agent_id FROM memory_facts \
+             WHERE company_id = $1 AND customer_id = $2 ORDER BY created_at DESC, id DESC LIMIT $3",
+        )
+        .bind(company_id.to_string())
+        .bind(customer_id)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?
+        .into_iter()
+        .map(FactRow::into_fact)
         .collect()
     }
 
@@ -113,5 +151,23 @@ impl MemoryStore for SqlStore {
         } else {
             Err(StoreError::NotFound)
         }
+    }
+
+    async fn customer_messages(
+        &self,
+        company_id: Uuid,
+        customer_id: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<String>> {
+        Ok(sqlx::query_scalar::<_, String>(
+            "SELECT content FROM conversation_messages \
+             WHERE company_id = $1 AND customer_id = $2 AND role = 'user' \
+             ORDER BY created_at DESC, id DESC LIMIT $3",
+        )
+        .bind(company_id.to_string())
+        .bind(customer_id)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?)
     }
 }

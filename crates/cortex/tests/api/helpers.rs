@@ -132,6 +132,9 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
         env!("CARGO_BIN_EXE_cortex").into(),
         cortex::knowledge::WORKER_SUBCOMMAND.into(),
     ];
+    // The chat tests script the fake model step by step; a background extraction call would
+    // consume their steps. The memory tests turn it on.
+    config.memory.extract_facts = false;
     tweak(&mut config);
     config.validate().unwrap();
     let database_url = config.effective_database_url();
@@ -368,11 +371,14 @@ where
 }
 
 type Calls = std::sync::Arc<std::sync::Mutex<Vec<(String, String, Value)>>>;
+type Headers = std::sync::Arc<std::sync::Mutex<Vec<std::collections::BTreeMap<String, String>>>>;
 
-/// A webhook receiver that records every call and answers `{"status": "shipped", …}`.
+/// A webhook receiver that records every call (and its headers) and answers
+/// `{"status": "shipped", …}`; `POST /oauth/token` answers an OAuth 2 token.
 pub struct Receiver {
     pub base: String,
     calls: Calls,
+    headers: Headers,
     _task: tokio::task::JoinHandle<()>,
 }
 
@@ -380,18 +386,32 @@ impl Receiver {
     pub async fn start() -> Receiver {
         use axum::extract::{Request, State};
         let calls: Calls = Default::default();
+        let headers: Headers = Default::default();
         let app = axum::Router::new()
-            .fallback(|State(calls): State<Calls>, req: Request| async move {
-                let method = req.method().to_string();
-                let uri = req.uri().to_string();
-                let body = axum::body::to_bytes(req.into_body(), 1 << 20)
-                    .await
-                    .unwrap_or_default();
-                let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                calls.lock().unwrap().push((method, uri.clone(), body));
-                axum::Json(json!({"status": "shipped", "eta": "2026-05-14", "path": uri}))
-            })
-            .with_state(calls.clone());
+            .fallback(
+                |State((calls, headers)): State<(Calls, Headers)>, req: Request| async move {
+                    let method = req.method().to_string();
+                    let uri = req.uri().to_string();
+                    let seen = req
+                        .headers()
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+                        .collect();
+                    let body = axum::body::to_bytes(req.into_body(), 1 << 20)
+                        .await
+                        .unwrap_or_default();
+                    let form = String::from_utf8_lossy(&body).into_owned();
+                    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::String(form));
+                    calls.lock().unwrap().push((method, uri.clone(), body));
+                    headers.lock().unwrap().push(seen);
+                    if uri == "/oauth/token" {
+                        let n = calls.lock().unwrap().iter().filter(|c| c.1 == "/oauth/token").count();
+                        return axum::Json(json!({"access_token": format!("at-{n}"), "token_type": "Bearer", "expires_in": 3600}));
+                    }
+                    axum::Json(json!({"status": "shipped", "eta": "2026-05-14", "path": uri}))
+                },
+            )
+            .with_state((calls.clone(), headers.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let task = tokio::spawn(async move {
@@ -400,12 +420,18 @@ impl Receiver {
         Receiver {
             base,
             calls,
+            headers,
             _task: task,
         }
     }
 
-    /// `(method, path and query, JSON body)` of every call so far.
+    /// `(method, path and query, JSON body)` of every call so far (a form body as a string).
     pub fn calls(&self) -> Vec<(String, String, Value)> {
         self.calls.lock().unwrap().clone()
+    }
+
+    /// The headers of every call so far, names in lower case.
+    pub fn headers(&self) -> Vec<std::collections::BTreeMap<String, String>> {
+        self.headers.lock().unwrap().clone()
     }
 }

@@ -148,7 +148,7 @@ impl Kb {
     }
 }
 
-async fn upload_as(
+pub(crate) async fn upload_as(
     app: &TestApp,
     auth: &Auth,
     source: &str,
