@@ -43,6 +43,23 @@ pub struct Config {
     pub cache: CacheConfig,
     pub memory: MemoryConfig,
     pub secrets: SecretsConfig,
+    pub sdk: SdkConfig,
+}
+
+/// The embeddable widget.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SdkConfig {
+    /// Lifetime of an `sdk_…` session token from `/v1/sdk/init`.
+    pub token_ttl_seconds: u64,
+}
+
+impl Default for SdkConfig {
+    fn default() -> Self {
+        Self {
+            token_ttl_seconds: 3600,
+        }
+    }
 }
 
 /// Encryption of secrets at rest (connection credentials).
@@ -280,6 +297,7 @@ impl Default for Config {
             cache: CacheConfig::default(),
             memory: MemoryConfig::default(),
             secrets: SecretsConfig::default(),
+            sdk: SdkConfig::default(),
         }
     }
 }
@@ -450,6 +468,11 @@ impl Config {
         if let Some(key) = &self.secrets.encryption_key {
             use secrecy::ExposeSecret;
             crate::secrets::decode_key(key.expose_secret()).map_err(ConfigError)?;
+        }
+        if self.sdk.token_ttl_seconds == 0 || self.sdk.token_ttl_seconds > 86_400 {
+            return Err(ConfigError(
+                "sdk.token_ttl_seconds must lie between 1 and 86400".into(),
+            ));
         }
         if self.cache.ttl_seconds == 0 {
             return Err(ConfigError("cache.ttl_seconds must be positive".into()));

@@ -45,6 +45,8 @@ pub struct Inner {
     pub client_ips: crate::limits::ClientIps,
     /// This node's running totals for `/v1/metrics/dashboard`.
     pub dashboard: crate::telemetry::Dashboard,
+    /// Cached handles of the per-route request counters.
+    pub http_metrics: crate::telemetry::HttpMetrics,
     /// Background work (key touches, later: memory extraction, runs) that shutdown waits for.
     pub tasks: TaskTracker,
     /// Cancelled when the node begins shutting down.
@@ -91,6 +93,7 @@ impl AppState {
             rate: crate::limits::RateLimiter::for_coordinator(&coord),
             client_ips,
             dashboard: crate::telemetry::Dashboard::default(),
+            http_metrics: crate::telemetry::HttpMetrics::default(),
             coord,
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),

@@ -1,7 +1,7 @@
 //! Structured logs (JSON lines by default, `RUST_LOG` overrides the configured level) and
 //! metrics (the Prometheus recorder behind `/v1/metrics`, the dashboard's running totals).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -74,7 +74,7 @@ fn describe() {
     describe_histogram!(
         "cortex_http_request_duration_ms",
         Unit::Milliseconds,
-        "Time to the response head, by route template"
+        "Time to the response head"
     );
     describe_histogram!(
         "cortex_pipeline_duration_ms",
@@ -216,5 +216,69 @@ impl GaugeGuard {
 impl Drop for GaugeGuard {
     fn drop(&mut self) {
         metrics::gauge!(self.0).decrement(1.0);
+    }
+}
+
+/// `cortex_http_requests_total{method, route, status}` and `cortex_http_request_duration_ms`,
+/// with the counter handles cached per route template, method and status: recording costs a
+/// read lock, two map look-ups and an atomic add, not a label set built and hashed per request.
+/// A route's request counters by (method label, status code).
+type ByMethodStatus = HashMap<(&'static str, u16), metrics::Counter>;
+
+#[derive(Default)]
+pub struct HttpMetrics {
+    counters: std::sync::RwLock<HashMap<String, ByMethodStatus>>,
+    duration: std::sync::OnceLock<metrics::Histogram>,
+}
+
+/// The method as a label; anything unusual is `OTHER`, so clients cannot grow the label set.
+fn method_label(m: &http::Method) -> &'static str {
+    match *m {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::PATCH => "PATCH",
+        http::Method::DELETE => "DELETE",
+        http::Method::HEAD => "HEAD",
+        http::Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+impl HttpMetrics {
+    pub fn record(
+        &self,
+        route: Option<&axum::extract::MatchedPath>,
+        method: &http::Method,
+        status: http::StatusCode,
+        started: std::time::Instant,
+    ) {
+        let route = route.map_or("unmatched", |r| r.as_str());
+        let key = (method_label(method), status.as_u16());
+        // The common case, a known route, method and status: a shared read lock only.
+        let known = self
+            .counters
+            .read()
+            .ok()
+            .and_then(|map| map.get(route).and_then(|m| m.get(&key)).cloned());
+        let counter = known.or_else(|| {
+            let mut map = self.counters.write().ok()?;
+            Some(
+                map.entry(route.to_owned())
+                    .or_default()
+                    .entry(key)
+                    .or_insert_with(|| {
+                        metrics::counter!("cortex_http_requests_total",
+                            "method" => key.0, "route" => route.to_owned(), "status" => key.1.to_string())
+                    })
+                    .clone(),
+            )
+        });
+        if let Some(c) = counter {
+            c.increment(1);
+        }
+        self.duration
+            .get_or_init(|| metrics::histogram!("cortex_http_request_duration_ms"))
+            .record(started.elapsed().as_secs_f64() * 1000.0);
     }
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -13,7 +13,7 @@ use super::error::{ApiError, MALFORMED_KEY, rate_limit_headers};
 use crate::auth::{Identity, Principal, api_key};
 use crate::limits::Subject;
 use crate::state::AppState;
-use crate::store::{ApiKeyStore, CompanyStore};
+use crate::store::{ApiKeyStore, CompanyStore, PublicKeyStore};
 
 /// Routes that answer without credentials. Everything else requires them.
 pub const PUBLIC_ROUTES: &[&str] = &[
@@ -22,9 +22,17 @@ pub const PUBLIC_ROUTES: &[&str] = &[
     "/health/detailed",
     "/openapi.json",
     "/portal/api/login",
+    // These authenticate with a public widget key (X-Public-Key / X-API-Key: pk_…) themselves.
+    "/v1/sdk/init",
+    "/v1/sdk/config/{agent_id}",
+    "/widget.js",
 ];
 
+/// The only routes an SDK session token (`X-SDK-Token: sdk_…`) opens.
+pub const SDK_ROUTES: &[&str] = &["/v1/chat", "/v1/chat/stream"];
+
 enum Credential<'a> {
+    Sdk(&'a str),
     ApiKey(&'a str),
     Jwt(&'a str),
     Malformed,
@@ -32,6 +40,12 @@ enum Credential<'a> {
 }
 
 fn credential(headers: &HeaderMap) -> Credential<'_> {
+    if let Some(v) = headers.get("x-sdk-token") {
+        return match v.to_str() {
+            Ok(t) => Credential::Sdk(t.trim()),
+            Err(_) => Credential::None,
+        };
+    }
     if let Some(v) = headers.get("x-api-key") {
         return match v.to_str() {
             Ok(k) if k.trim().starts_with(api_key::PREFIX) => Credential::ApiKey(k.trim()),
@@ -65,6 +79,36 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Ident
     match credential(headers) {
         Credential::None => Err(ApiError::unauthorized()),
         Credential::Malformed => Err(ApiError::Unauthorized(MALFORMED_KEY.into())),
+        Credential::Sdk(token) => {
+            let claims = state
+                .jwt
+                .verify_sdk(token)
+                .ok_or_else(ApiError::unauthorized)?;
+            let origin = headers
+                .get(axum::http::header::ORIGIN)
+                .and_then(|v| v.to_str().ok())
+                .map(|o| o.trim_end_matches('/').to_ascii_lowercase());
+            if origin.as_deref() != Some(claims.origin.as_str()) {
+                return Err(ApiError::Forbidden(
+                    "This SDK session belongs to another origin".into(),
+                ));
+            }
+            // A revoked public key ends its sessions at once.
+            let key = state
+                .store
+                .public_key_by_id(claims.sub)
+                .await?
+                .filter(|k| k.revoked_at.is_none() && k.company_id == claims.company_id)
+                .ok_or_else(ApiError::unauthorized)?;
+            Ok(Identity {
+                company_id: key.company_id,
+                principal: Principal::Sdk {
+                    public_key_id: key.id,
+                    agent_id: claims.agent_id,
+                },
+                scopes: vec!["chat".into()],
+            })
+        }
         Credential::Jwt(token) if crate::auth::jwks::Jwks::handles(token) => {
             let jwks = state.jwks.as_ref().ok_or_else(ApiError::unauthorized)?;
             let ext = jwks
@@ -147,10 +191,23 @@ pub async fn require_auth(
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    if PUBLIC_ROUTES.contains(&req.uri().path()) {
+    // The route template (`/v1/sdk/config/{agent_id}`), or the raw path of an unknown route.
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let raw = matched.is_none().then(|| req.uri().path().to_owned());
+    let route = matched
+        .as_ref()
+        .map(MatchedPath::as_str)
+        .or(raw.as_deref())
+        .unwrap_or_default();
+    if PUBLIC_ROUTES.contains(&route) {
         return Ok(next.run(req).await);
     }
     let identity = authenticate(&state, req.headers()).await?;
+    if matches!(identity.principal, Principal::Sdk { .. }) && !SDK_ROUTES.contains(&route) {
+        return Err(ApiError::Unauthorized(
+            "SDK session tokens are valid only for the chat endpoints".into(),
+        ));
+    }
     let quota = state
         .rate
         .hit(

@@ -93,9 +93,16 @@ impl ChatBody {
         if company_id != caller.company_id {
             return Err(ApiError::not_found("Agent"));
         }
+        let agent_id = id(&self.agent_id)?;
+        // A widget session talks to its own agent only.
+        if let crate::auth::Principal::Sdk { agent_id: own, .. } = caller.principal
+            && own != agent_id
+        {
+            return Err(ApiError::not_found("Agent"));
+        }
         Ok(ChatInput {
             company_id,
-            agent_id: id(&self.agent_id)?,
+            agent_id,
             conversation_id: id(&self.conversation_id)?,
             customer_id: self.customer_id,
             message: self.message,

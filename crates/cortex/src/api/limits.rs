@@ -1,14 +1,16 @@
-//! The per-instance cap on concurrently connected client IPs, as a layer. (The per-company rate
+//! The edge layer: the per-instance cap on concurrently connected client IPs, and the HTTP
+//! request metrics. (The per-company rate
 //! is counted in the authentication layer, the per-conversation rate in the chat handlers.)
 
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use axum::body::{Body, Bytes, HttpBody};
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use crate::limits::IpGuard;
@@ -19,36 +21,52 @@ fn exempt(path: &str) -> bool {
     path == "/health" || path == "/v1/health" || path == "/health/detailed"
 }
 
-/// Refuse a request from one client IP too many; otherwise hold the IP's slot until the
-/// response body (an event stream included) is finished or dropped.
-pub async fn limit_client_ips(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
+/// The edge of every request: refuse one client IP too many (holding the IP's slot until a
+/// streamed body ends), and count the request by method, route template and status. One layer
+/// instead of two: each `from_fn` layer costs a service clone and a boxed future per request.
+pub async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let method = req.method().clone();
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    let Some(ip) = peer.filter(|_| !exempt(req.uri().path())) else {
-        return Ok(next.run(req).await);
-    };
-    let Some(guard) = state.client_ips.enter(ip) else {
-        tracing::warn!(%ip, max = state.config.limits.max_client_ips, "client IP cap reached");
-        metrics::counter!("cortex_rate_limited_total", "limit" => "client_ips").increment(1);
-        return Err(ApiError::RateLimited {
-            message: "Too many concurrent clients on this instance".into(),
-            retry_after_ms: 1000,
-            quota: None,
-        });
+    let guard = match peer.filter(|_| !exempt(req.uri().path())) {
+        None => None,
+        Some(ip) => match state.client_ips.enter(ip) {
+            Some(g) => Some(g),
+            None => {
+                tracing::warn!(%ip, max = state.config.limits.max_client_ips, "client IP cap reached");
+                metrics::counter!("cortex_rate_limited_total", "limit" => "client_ips")
+                    .increment(1);
+                let resp = ApiError::RateLimited {
+                    message: "Too many concurrent clients on this instance".into(),
+                    retry_after_ms: 1000,
+                    quota: None,
+                }
+                .into_response();
+                state
+                    .http_metrics
+                    .record(route.as_ref(), &method, resp.status(), started);
+                return resp;
+            }
+        },
     };
     let resp = next.run(req).await;
-    Ok(resp.map(|body| {
-        Body::new(Guarded {
-            inner: body,
-            _guard: guard,
-        })
-    }))
+    state
+        .http_metrics
+        .record(route.as_ref(), &method, resp.status(), started);
+    match guard {
+        // A body of known size is complete already: the slot can go now.
+        Some(guard) if resp.body().size_hint().exact().is_none() => resp.map(|body| {
+            Body::new(Guarded {
+                inner: body,
+                _guard: guard,
+            })
+        }),
+        _ => resp,
+    }
 }
 
 /// A response body that keeps its client's slot until it is done.

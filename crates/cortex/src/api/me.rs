@@ -31,6 +31,8 @@ pub async fn me(Caller(id): Caller) -> Json<Me> {
             (Some(user_id), None, Some(role.as_str().to_string()), "jwt")
         }
         Principal::ApiKey { key_id } => (None, Some(key_id), None, "api_key"),
+        // SDK sessions reach only the chat endpoints.
+        Principal::Sdk { .. } => (None, None, None, "sdk"),
     };
     Json(Me {
         company_id: id.company_id,

@@ -1,12 +1,8 @@
-//! `GET /v1/metrics` (Prometheus text) and `GET /v1/metrics/dashboard` (JSON), and the layer
-//! that counts every HTTP request by route template and status.
-
-use std::time::Instant;
+//! `GET /v1/metrics` (Prometheus text) and `GET /v1/metrics/dashboard` (JSON).
 
 use axum::Json;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::State;
 use axum::http::header;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
@@ -57,22 +53,4 @@ pub async fn dashboard(
 ) -> ApiResult<Json<Value>> {
     may_read(&caller)?;
     Ok(Json(state.dashboard.snapshot()))
-}
-
-/// Count the request by method, route template (never the raw path: ids would explode the
-/// label set) and status, and time it to the response head.
-pub async fn record_http(req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
-    let resp = next.run(req).await;
-    let status = resp.status().as_u16().to_string();
-    metrics::counter!("cortex_http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!("cortex_http_request_duration_ms", "route" => route)
-        .record(started.elapsed().as_secs_f64() * 1000.0);
-    resp
 }

@@ -16,6 +16,7 @@ pub mod me;
 pub mod memory;
 pub mod metrics;
 pub mod portal;
+pub mod sdk;
 
 use std::sync::Arc;
 
@@ -42,7 +43,7 @@ use crate::state::AppState;
 #[openapi(
     info(title = "Cortex API", description = "Self-hosted, multi-tenant AI agent backend."),
     modifiers(&SecurityAddon),
-    tags((name = "health"), (name = "auth"), (name = "portal"), (name = "agents"), (name = "actions"), (name = "chat"), (name = "knowledge"), (name = "memory"), (name = "cache"))
+    tags((name = "health"), (name = "auth"), (name = "portal"), (name = "agents"), (name = "actions"), (name = "chat"), (name = "knowledge"), (name = "memory"), (name = "cache"), (name = "sdk"))
 )]
 struct ApiDoc;
 
@@ -107,6 +108,10 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(cache::warm))
         .routes(routes!(cache::flush))
         .routes(routes!(cache::stats))
+        .routes(routes!(sdk::create_key, sdk::list_keys))
+        .routes(routes!(sdk::revoke_key))
+        .routes(routes!(sdk::init))
+        .routes(routes!(sdk::config))
         // Uploads are bounded by `limits.upload_bytes` in the handler, not by the JSON limit.
         .merge(
             OpenApiRouter::new()
@@ -134,12 +139,12 @@ pub fn router(state: AppState) -> Router {
                 async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], doc.as_str().to_owned()) }
             }),
         )
+        .route("/widget.js", axum::routing::get(sdk::widget_js))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.limits.json_body_bytes))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_auth))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), limits::limit_client_ips))
-        .layer(axum::middleware::from_fn(metrics::record_http))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limits::edge))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))

@@ -187,7 +187,7 @@ fn portal_admin(caller: &Identity) -> ApiResult<Uuid> {
         Principal::User { .. } => Err(ApiError::Forbidden(
             "Only company admins can manage API keys".into(),
         )),
-        Principal::ApiKey { .. } => Err(ApiError::Forbidden(
+        Principal::ApiKey { .. } | Principal::Sdk { .. } => Err(ApiError::Forbidden(
             "API keys are managed with a portal session token, not with an API key".into(),
         )),
     }

@@ -25,6 +25,8 @@ pub enum Principal {
     },
     /// A server-side API key.
     ApiKey { key_id: Uuid },
+    /// An embedded widget's session (`sdk_…` from `/v1/sdk/init`): chat with one agent only.
+    Sdk { public_key_id: Uuid, agent_id: Uuid },
 }
 
 impl Identity {
@@ -34,6 +36,7 @@ impl Identity {
         match &self.principal {
             Principal::User { role, .. } => *role == crate::store::Role::Admin,
             Principal::ApiKey { .. } => self.has_scope("admin"),
+            Principal::Sdk { .. } => false,
         }
     }
 

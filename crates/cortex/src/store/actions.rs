@@ -1,7 +1,9 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{Page, SqlStore, StoreError, StoreResult, fmt_ts, new_id, now, parse_id, parse_ts};
+use super::{
+    Page, SqlStore, StoreError, StoreResult, fmt_ts, new_id, now, one_row, parse_id, parse_ts,
+};
 use crate::actions::{Action, ActionDef};
 
 #[derive(sqlx::FromRow)]
@@ -62,24 +64,10 @@ pub trait ActionStore {
 #[async_trait]
 impl ActionStore for SqlStore {
     async fn create_action(&self, company_id: Uuid, def: &ActionDef) -> StoreResult<Action> {
-        let at = now();
-        let action = Action {
-            id: new_id(),
-            company_id,
-            def: def.clone(),
-            created_at: at,
-            updated_at: at,
-        };
-        sqlx::query("INSERT INTO actions (id, company_id, name, definition, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)")
-            .bind(action.id.to_string())
-            .bind(company_id.to_string())
-            .bind(&def.name)
-            .bind(encode(def)?)
-            .bind(fmt_ts(at))
-            .execute(self.pool())
-            .await
-            .map_err(|e| StoreError::from_insert(e, "an action with this name"))?;
-        Ok(action)
+        self.create_actions(company_id, std::slice::from_ref(def))
+            .await?
+            .pop()
+            .ok_or(StoreError::NotFound)
     }
 
     async fn create_actions(
@@ -106,7 +94,9 @@ impl ActionStore for SqlStore {
                 .bind(fmt_ts(at))
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| StoreError::from_insert(e, &format!("an action named {}", def.name)))?;
+                .map_err(|e| {
+                    StoreError::from_insert(e, &format!("an action named {:?}", def.name))
+                })?;
             out.push(action);
         }
         tx.commit().await?;
@@ -198,12 +188,7 @@ impl ActionStore for SqlStore {
             .bind(company_id.to_string())
             .bind(action_id.to_string())
             .execute(self.pool())
-            .await?
-            .rows_affected();
-        if done == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::NotFound)
-        }
+            .await?;
+        one_row(done)
     }
 }

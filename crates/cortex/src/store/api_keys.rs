@@ -3,7 +3,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
-    Page, SqlStore, StoreError, StoreResult, fmt_ts, new_id, parse_id, parse_opt_ts, parse_ts,
+    Page, SqlStore, StoreError, StoreResult, fmt_ts, new_id, one_row, parse_id, parse_opt_ts,
+    parse_ts,
 };
 
 /// An API key as stored: never the raw secret, only its SHA-256.
@@ -174,13 +175,8 @@ impl ApiKeyStore for SqlStore {
         .bind(company_id.to_string())
         .bind(key_id.to_string())
         .execute(self.pool())
-        .await?
-        .rows_affected();
-        if done == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::NotFound)
-        }
+        .await?;
+        one_row(done)
     }
 
     async fn find_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKey>> {

@@ -110,21 +110,14 @@ impl CacheStore for SqlStore {
         answer: &str,
         expires_at: DateTime<Utc>,
     ) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO cache_entries (id, company_id, agent_id, question, normalized, answer, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(new_id().to_string())
-        .bind(company_id.to_string())
-        .bind(agent_id.to_string())
-        .bind(question)
-        .bind(normalized)
-        .bind(answer)
-        .bind(fmt_ts(now()))
-        .bind(fmt_ts(expires_at))
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        let pair = (
+            question.to_owned(),
+            normalized.to_owned(),
+            answer.to_owned(),
+        );
+        self.cache_put_many(company_id, agent_id, &[pair], expires_at)
+            .await
+            .map(drop)
     }
 
     async fn cache_put_many(

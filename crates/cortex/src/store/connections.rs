@@ -2,7 +2,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Page, SqlStore, StoreError, StoreResult, fmt_ts, now, parse_id, parse_ts};
+use super::{Page, SqlStore, StoreError, StoreResult, fmt_ts, now, one_row, parse_id, parse_ts};
 use crate::actions::AuthType;
 
 /// A named set of credentials, as stored: the secrets sealed, the rest readable.
@@ -154,13 +154,8 @@ impl ConnectionStore for SqlStore {
         .bind(fmt_ts(now()))
         .execute(self.pool())
         .await
-        .map_err(|e| StoreError::from_insert(e, "a connection with this name"))?
-        .rows_affected();
-        if done == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::NotFound)
-        }
+        .map_err(|e| StoreError::from_insert(e, "a connection with this name"))?;
+        one_row(done)
     }
 
     async fn delete_connection(&self, company_id: Uuid, id: Uuid) -> StoreResult<()> {
@@ -168,12 +163,7 @@ impl ConnectionStore for SqlStore {
             .bind(company_id.to_string())
             .bind(id.to_string())
             .execute(self.pool())
-            .await?
-            .rows_affected();
-        if done == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::NotFound)
-        }
+            .await?;
+        one_row(done)
     }
 }

@@ -5,7 +5,8 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::{
-    Backend, Page, SqlStore, StoreError, StoreResult, fmt_ts, new_id, now, parse_id, parse_ts,
+    Backend, Page, SqlStore, StoreError, StoreResult, fmt_ts, new_id, now, one_row, parse_id,
+    parse_ts,
 };
 use crate::knowledge::model::{Chunk, NewChunk, Source, SourceKind, SourceStatus};
 
@@ -397,13 +398,8 @@ impl KnowledgeStore for SqlStore {
         .bind(company_id.to_string())
         .bind(source_id.to_string())
         .execute(self.pool())
-        .await?
-        .rows_affected();
-        if done == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::NotFound)
-        }
+        .await?;
+        one_row(done)
     }
 
     async fn replace_chunks(

@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{SqlStore, StoreError, StoreResult, fmt_ts, new_id, now, parse_id};
+use super::{SqlStore, StoreResult, fmt_ts, new_id, now, one_row, parse_id};
 
 /// A durable fact about a customer.
 #[derive(Debug, Clone, PartialEq)]
@@ -144,13 +144,8 @@ impl MemoryStore for SqlStore {
             .bind(company_id.to_string())
             .bind(fact_id.to_string())
             .execute(self.pool())
-            .await?
-            .rows_affected();
-        if done == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::NotFound)
-        }
+            .await?;
+        one_row(done)
     }
 
     async fn customer_messages(

@@ -15,6 +15,7 @@ mod connections;
 mod conversations;
 mod knowledge;
 mod memory;
+mod public_keys;
 mod users;
 
 use std::str::FromStr;
@@ -34,6 +35,7 @@ pub use connections::{Connection, ConnectionStore};
 pub use conversations::{ConversationStore, StoredMessage, Turn};
 pub use knowledge::{EmbeddingInfo, KnowledgeStore, decode_vector, encode_vector};
 pub use memory::{Fact, MemoryStore, NewFact};
+pub use public_keys::{PublicKey, PublicKeyStore};
 pub use users::{Role, User, UserStore};
 
 /// Which database the store talks to.
@@ -260,6 +262,15 @@ pub fn new_id() -> Uuid {
 }
 
 /// One page of a list.
+/// One row changed, or there is no such row (in this company).
+pub(crate) fn one_row(done: sqlx::any::AnyQueryResult) -> StoreResult<()> {
+    if done.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Page<T> {
     pub items: Vec<T>,

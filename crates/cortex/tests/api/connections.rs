@@ -216,19 +216,10 @@ async fn actions_send_their_connections_credentials(b: Backend) {
     .await;
     assert_eq!(rx.headers()[3]["authorization"], "Bearer tok-456");
     // Members cannot run tests.
-    let member_key = app
-        .create_key(&s, json!({"name": "chat", "scopes": ["chat"]}))
-        .await["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    app.post(
-        &format!("/v1/actions/{id}/test"),
-        &Auth::Bearer(member_key),
-        json!({}),
-    )
-    .await
-    .assert_error(403, "FORBIDDEN");
+    let member_key = app.key_with_scopes(&s, &["chat"]).await;
+    app.post(&format!("/v1/actions/{id}/test"), &member_key, json!({}))
+        .await
+        .assert_error(403, "FORBIDDEN");
 }
 
 async fn oauth2_client_credentials_are_fetched_once_and_rotated(b: Backend) {
@@ -294,7 +285,7 @@ async fn post_response_actions_run_after_the_turn(b: Backend) {
     )
     .await;
     let agent = app
-        .create_agent(&s, json!({"name": "a", "action_ids": [id], "faqs": [{"question": "When are you open?", "answer": "9 to 5."}]}))
+        .create_agent(&s, json!({"name": "a", "action_ids": [id], "workflow_faqs": [{"question": "When are you open?", "answer": "9 to 5."}]}))
         .await;
     let conv = uuid::Uuid::now_v7().to_string();
     let r = app

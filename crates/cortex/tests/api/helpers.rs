@@ -260,6 +260,14 @@ impl TestApp {
         r.body
     }
 
+    /// A bearer credential: a new key of the bootstrap admin's company with only `scopes`.
+    pub async fn key_with_scopes(&self, session: &Auth, scopes: &[&str]) -> Auth {
+        let created = self
+            .create_key(session, json!({"name": scopes.join("+"), "scopes": scopes}))
+            .await;
+        Auth::Bearer(created["key"].as_str().unwrap().to_string())
+    }
+
     /// A second, unrelated company with its own admin; returns (company id, session).
     pub async fn other_company(&self) -> (Uuid, Auth) {
         let company = self

@@ -21,3 +21,4 @@ mod memory;
 mod metrics;
 mod portal;
 mod scaled_out;
+mod sdk;

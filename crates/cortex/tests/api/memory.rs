@@ -188,18 +188,9 @@ async fn memory_is_invisible_to_other_companies_and_validated(b: Backend) {
         .await;
     r.assert_error(404, "NOT_FOUND");
     // A key without the memory scope.
-    let key = app
-        .create_key(&s, json!({"name": "chat", "scopes": ["chat"]}))
-        .await["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let key = app.key_with_scopes(&s, &["chat"]).await;
     let r = app
-        .post(
-            "/v1/memory/cust_1",
-            &Auth::Bearer(key),
-            json!({"company_id": company}),
-        )
+        .post("/v1/memory/cust_1", &key, json!({"company_id": company}))
         .await;
     r.assert_error(403, "FORBIDDEN");
     // Nothing was written by the refused requests.
@@ -396,13 +387,8 @@ async fn the_cache_is_warmed_used_counted_and_flushed(b: Backend) {
         )
         .await;
     r.assert_error(422, "VALIDATION_ERROR");
-    let key = app
-        .create_key(&s, json!({"name": "chat", "scopes": ["chat"]}))
-        .await["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    app.delete("/v1/cache/flush", &Auth::Bearer(key))
+    let key = app.key_with_scopes(&s, &["chat"]).await;
+    app.delete("/v1/cache/flush", &key)
         .await
         .assert_error(403, "FORBIDDEN");
 }

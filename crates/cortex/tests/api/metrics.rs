@@ -67,29 +67,16 @@ async fn prometheus_text_counts_requests_and_pipeline_stages(b: Backend) {
 async fn metrics_need_an_admin_or_the_metrics_scope(b: Backend) {
     let app = spawn_app(b).await;
     let s = app.admin().await;
-    let chat_only = app
-        .create_key(&s, json!({"name": "chat", "scopes": ["chat"]}))
-        .await["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let scraper = app
-        .create_key(&s, json!({"name": "prometheus", "scopes": ["metrics"]}))
-        .await["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let chat_only = app.key_with_scopes(&s, &["chat"]).await;
+    let scraper = app.key_with_scopes(&s, &["metrics"]).await;
     for path in ["/v1/metrics", "/v1/metrics/dashboard"] {
-        app.get(path, &Auth::Bearer(chat_only.clone()))
+        app.get(path, &chat_only)
             .await
             .assert_error(403, "FORBIDDEN");
         app.get(path, &Auth::None)
             .await
             .assert_error(401, "UNAUTHORIZED");
-        assert_eq!(
-            app.get(path, &Auth::Bearer(scraper.clone())).await.status,
-            200
-        );
+        assert_eq!(app.get(path, &scraper).await.status, 200);
         assert_eq!(app.get(path, &s).await.status, 200);
     }
 }
