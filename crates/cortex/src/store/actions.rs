@@ -122,23 +122,17 @@ impl ActionStore for SqlStore {
         limit: i64,
         offset: i64,
     ) -> StoreResult<Page<Action>> {
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM actions WHERE company_id = $1")
-            .bind(company_id.to_string())
-            .fetch_one(self.pool())
-            .await?;
-        let items = sqlx::query_as::<_, ActionRow>(concat!(
-            "SELECT id, company_id, definition, created_at, updated_at FROM actions",
-            " WHERE company_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
-        ))
-        .bind(company_id.to_string())
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(self.pool())
-        .await?
-        .into_iter()
-        .map(Action::try_from)
-        .collect::<StoreResult<Vec<_>>>()?;
-        Ok(Page { items, total })
+        self.company_page::<ActionRow, Action>(
+            "SELECT COUNT(*) FROM actions WHERE company_id = $1",
+            concat!(
+                "SELECT id, company_id, definition, created_at, updated_at FROM actions",
+                " WHERE company_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
+            ),
+            company_id,
+            limit,
+            offset,
+        )
+        .await
     }
 
     async fn actions_by_ids(&self, company_id: Uuid, ids: &[Uuid]) -> StoreResult<Vec<Action>> {

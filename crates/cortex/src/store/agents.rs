@@ -94,23 +94,15 @@ impl AgentStore for SqlStore {
         limit: i64,
         offset: i64,
     ) -> StoreResult<Page<Agent>> {
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM agents WHERE company_id = $1")
-            .bind(company_id.to_string())
-            .fetch_one(self.pool())
-            .await?;
-        let items = sqlx::query_as::<_, AgentRow>(
+        self.company_page::<AgentRow, Agent>(
+            "SELECT COUNT(*) FROM agents WHERE company_id = $1",
             "SELECT id, company_id, config, created_at, updated_at FROM agents WHERE company_id = $1 \
              ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
+            company_id,
+            limit,
+            offset,
         )
-        .bind(company_id.to_string())
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(self.pool())
-        .await?
-        .into_iter()
-        .map(Agent::try_from)
-        .collect::<StoreResult<Vec<_>>>()?;
-        Ok(Page { items, total })
+        .await
     }
 
     async fn update_agent(

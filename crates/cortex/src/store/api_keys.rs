@@ -144,27 +144,19 @@ impl ApiKeyStore for SqlStore {
         limit: i64,
         offset: i64,
     ) -> StoreResult<Page<ApiKey>> {
-        let total: i64 = sqlx::query_scalar(
+        self.company_page::<ApiKeyRow, ApiKey>(
             "SELECT COUNT(*) FROM api_keys WHERE company_id = $1 AND revoked_at IS NULL",
+            concat!(
+                "SELECT ",
+                key_columns!(),
+                " FROM api_keys WHERE company_id = $1 AND revoked_at IS NULL \
+                 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
+            ),
+            company_id,
+            limit,
+            offset,
         )
-        .bind(company_id.to_string())
-        .fetch_one(self.pool())
-        .await?;
-        let items = sqlx::query_as::<_, ApiKeyRow>(concat!(
-            "SELECT ",
-            key_columns!(),
-            " FROM api_keys WHERE company_id = $1 AND revoked_at IS NULL \
-             ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
-        ))
-        .bind(company_id.to_string())
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(self.pool())
-        .await?
-        .into_iter()
-        .map(ApiKey::try_from)
-        .collect::<StoreResult<Vec<_>>>()?;
-        Ok(Page { items, total })
+        .await
     }
 
     async fn revoke_key(&self, company_id: Uuid, key_id: Uuid) -> StoreResult<()> {

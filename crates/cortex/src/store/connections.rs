@@ -120,25 +120,18 @@ impl ConnectionStore for SqlStore {
         limit: i64,
         offset: i64,
     ) -> StoreResult<Page<Connection>> {
-        let total: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM connections WHERE company_id = $1")
-                .bind(company_id.to_string())
-                .fetch_one(self.pool())
-                .await?;
-        let items = sqlx::query_as::<_, Row>(concat!(
-            "SELECT ",
-            connection_columns!(),
-            " FROM connections WHERE company_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
-        ))
-        .bind(company_id.to_string())
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(self.pool())
-        .await?
-        .into_iter()
-        .map(Connection::try_from)
-        .collect::<StoreResult<Vec<_>>>()?;
-        Ok(Page { items, total })
+        self.company_page::<Row, Connection>(
+            "SELECT COUNT(*) FROM connections WHERE company_id = $1",
+            concat!(
+                "SELECT ",
+                connection_columns!(),
+                " FROM connections WHERE company_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
+            ),
+            company_id,
+            limit,
+            offset,
+        )
+        .await
     }
 
     async fn update_connection(&self, c: &Connection) -> StoreResult<()> {

@@ -319,26 +319,19 @@ impl KnowledgeStore for SqlStore {
         limit: i64,
         offset: i64,
     ) -> StoreResult<Page<Source>> {
-        let total: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM knowledge_sources WHERE company_id = $1")
-                .bind(company_id.to_string())
-                .fetch_one(self.pool())
-                .await?;
-        let items = sqlx::query_as::<_, SourceRow>(concat!(
-            "SELECT ",
-            source_columns!(),
-            " FROM knowledge_sources WHERE company_id = $1",
-            " ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
-        ))
-        .bind(company_id.to_string())
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(self.pool())
-        .await?
-        .into_iter()
-        .map(Source::try_from)
-        .collect::<StoreResult<Vec<_>>>()?;
-        Ok(Page { items, total })
+        self.company_page::<SourceRow, Source>(
+            "SELECT COUNT(*) FROM knowledge_sources WHERE company_id = $1",
+            concat!(
+                "SELECT ",
+                source_columns!(),
+                " FROM knowledge_sources WHERE company_id = $1",
+                " ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
+            ),
+            company_id,
+            limit,
+            offset,
+        )
+        .await
     }
 
     async fn documents_source(

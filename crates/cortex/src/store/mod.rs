@@ -262,6 +262,38 @@ pub fn new_id() -> Uuid {
 }
 
 /// One page of a list.
+impl SqlStore {
+    /// One page of a company's rows: `count` (one `$1` = company id) gives the total, `list`
+    /// (`$1` company id, `$2` limit, `$3` offset) the rows, each converted with `TryFrom`.
+    pub(crate) async fn company_page<R, T>(
+        &self,
+        count: &'static str,
+        list: &'static str,
+        company_id: Uuid,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Page<T>>
+    where
+        R: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+        T: TryFrom<R, Error = StoreError>,
+    {
+        let total: i64 = sqlx::query_scalar(count)
+            .bind(company_id.to_string())
+            .fetch_one(self.pool())
+            .await?;
+        let items = sqlx::query_as::<_, R>(list)
+            .bind(company_id.to_string())
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(self.pool())
+            .await?
+            .into_iter()
+            .map(T::try_from)
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Page { items, total })
+    }
+}
+
 /// One row changed, or there is no such row (in this company).
 pub(crate) fn one_row(done: sqlx::any::AnyQueryResult) -> StoreResult<()> {
     if done.rows_affected() == 1 {

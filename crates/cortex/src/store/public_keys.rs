@@ -97,25 +97,18 @@ impl PublicKeyStore for SqlStore {
         limit: i64,
         offset: i64,
     ) -> StoreResult<Page<PublicKey>> {
-        let total: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM public_keys WHERE company_id = $1")
-                .bind(company_id.to_string())
-                .fetch_one(self.pool())
-                .await?;
-        let items = sqlx::query_as::<_, Row>(concat!(
-            "SELECT ",
-            public_key_columns!(),
-            " FROM public_keys WHERE company_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
-        ))
-        .bind(company_id.to_string())
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(self.pool())
-        .await?
-        .into_iter()
-        .map(PublicKey::try_from)
-        .collect::<StoreResult<Vec<_>>>()?;
-        Ok(Page { items, total })
+        self.company_page::<Row, PublicKey>(
+            "SELECT COUNT(*) FROM public_keys WHERE company_id = $1",
+            concat!(
+                "SELECT ",
+                public_key_columns!(),
+                " FROM public_keys WHERE company_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
+            ),
+            company_id,
+            limit,
+            offset,
+        )
+        .await
     }
 
     async fn public_key_by_key(&self, key: &str) -> StoreResult<Option<PublicKey>> {
