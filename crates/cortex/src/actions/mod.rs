@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -16,7 +15,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::agents::Agent;
-use crate::pipeline::tools::{ToolExecutor, ToolOutcome};
+use crate::pipeline::tools::{Linked, ToolExecutor, ToolOutcome};
 use crate::store::{ActionStore, SqlStore, StoreError};
 
 mod runner;
@@ -361,21 +360,10 @@ impl ActionTools {
 
     /// Run the agent's linked `post_response` actions with the finished turn as arguments;
     /// returns each action's name and outcome. Failures are logged, never the client's concern.
-    pub async fn post_response(
-        &self,
-        company_id: Uuid,
-        agent: &Agent,
-        turn: &Value,
-    ) -> Vec<(String, ToolOutcome)> {
-        let linked = match self.linked(company_id, agent).await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!(error = %e, "loading post-response actions");
-                return Vec::new();
-            }
-        };
+    pub async fn post_response(&self, linked: &Linked, turn: &Value) -> Vec<(String, ToolOutcome)> {
         let mut out = Vec::new();
         for action in linked
+            .0
             .iter()
             .filter(|a| a.def.trigger == Trigger::PostResponse)
         {
@@ -388,45 +376,30 @@ impl ActionTools {
         }
         out
     }
-
-    async fn linked(&self, company_id: Uuid, agent: &Agent) -> Result<Vec<Action>, StoreError> {
-        if agent.spec.action_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.store
-            .actions_by_ids(company_id, &agent.spec.action_ids)
-            .await
-    }
 }
 
 #[async_trait]
 impl ToolExecutor for ActionTools {
-    async fn tools(&self, company_id: Uuid, agent: &Agent) -> Result<Vec<ToolDef>, StoreError> {
-        Ok(self
-            .linked(company_id, agent)
-            .await?
-            .iter()
-            .filter(|a| a.def.trigger == Trigger::Tool)
-            .map(Action::tool_def)
-            .collect())
+    async fn linked(&self, company_id: Uuid, agent: &Agent) -> Result<Linked, StoreError> {
+        if agent.spec.action_ids.is_empty() {
+            return Ok(Linked::default());
+        }
+        Ok(Linked(Arc::new(
+            self.store
+                .actions_by_ids(company_id, &agent.spec.action_ids)
+                .await?,
+        )))
     }
 
-    async fn execute(&self, company_id: Uuid, agent: &Agent, call: &ToolCall) -> ToolOutcome {
-        let started = Instant::now();
+    async fn execute(&self, linked: &Linked, call: &ToolCall) -> ToolOutcome {
         let failed = |error: String| ToolOutcome {
             ok: false,
             content: format!("Error: {error}"),
-            latency_ms: started.elapsed().as_millis() as u64,
-        };
-        let linked = match self.linked(company_id, agent).await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!(error = %e, "loading actions");
-                return failed("the tool could not be loaded".into());
-            }
+            latency_ms: 0,
         };
         // Only this agent's linked tool actions can run; the model cannot name anything else.
         let Some(action) = linked
+            .0
             .iter()
             .find(|a| a.def.name == call.name && a.def.trigger == Trigger::Tool)
         else {

@@ -274,7 +274,11 @@ pub async fn config(
     let loaded = crate::pipeline::load_agent(&state, caller.company_id, id)
         .await
         .map_err(super::chat::pipeline_error)?;
-    let actions = state.tools.tools(caller.company_id, &loaded.agent).await?;
+    let actions = state
+        .tools
+        .linked(caller.company_id, &loaded.agent)
+        .await?
+        .tool_defs();
     let actions = actions.into_iter().map(|t| json!({"name": t.name, "description": t.description, "parameters_schema": t.parameters})).collect();
     Ok(Json(config_view(&loaded.agent, actions)))
 }

@@ -184,10 +184,16 @@ pub async fn run(
     let agent = &loaded.agent;
     let spec = &agent.spec;
     let settings = &spec.settings;
-    let tools: Vec<ToolDef> = if spec.action_ids.is_empty() || settings.max_tool_rounds == 0 {
+    // The linked actions, read once: tools for stage 07, post-response actions for stage 08.
+    let linked = if spec.action_ids.is_empty() {
+        tools::Linked::default()
+    } else {
+        state.tools.linked(input.company_id, agent).await?
+    };
+    let tools: Vec<ToolDef> = if settings.max_tool_rounds == 0 {
         Vec::new()
     } else {
-        state.tools.tools(input.company_id, agent).await?
+        linked.tool_defs()
     };
     t.config_load = ms(s);
 
@@ -320,7 +326,7 @@ pub async fn run(
             step_timings: t,
         };
         let reply = finish(state, &input, reply, "", started, false, (config_hit, None)).await?;
-        spawn_post_actions(state, &input, &reply, &loaded);
+        spawn_post_actions(state, &input, &reply, &linked);
         return Ok(reply);
     }
 
@@ -369,7 +375,7 @@ pub async fn run(
                 max_tokens: settings.max_tokens,
             };
             compile_with_model(
-                state, llm, &input, agent, loop_cfg, messages, events, cancel, &mut t,
+                state, llm, &linked, loop_cfg, messages, events, cancel, &mut t,
             )
             .await?
         }
@@ -435,7 +441,7 @@ pub async fn run(
     if settings.memory_enabled && state.llm.is_some() && state.config.memory.extract_facts {
         spawn_extraction(state, &input, &reply.reply);
     }
-    spawn_post_actions(state, &input, &reply, &loaded);
+    spawn_post_actions(state, &input, &reply, &linked);
     Ok(reply)
 }
 
@@ -526,9 +532,9 @@ fn spawn_post_actions(
     state: &AppState,
     input: &ChatInput,
     reply: &ChatReply,
-    loaded: &Arc<LoadedAgent>,
+    linked: &tools::Linked,
 ) {
-    if loaded.agent.spec.action_ids.is_empty() {
+    if !linked.has_post_response() {
         return;
     }
     let turn = serde_json::json!({
@@ -544,11 +550,9 @@ fn spawn_post_actions(
         "cached": reply.cached,
         "actions_executed": reply.actions_executed,
     });
-    let (st, company, loaded) = (state.clone(), input.company_id, loaded.clone());
+    let (st, linked) = (state.clone(), linked.clone());
     state.tasks.spawn(async move {
-        st.actions
-            .post_response(company, &loaded.agent, &turn)
-            .await;
+        st.actions.post_response(&linked, &turn).await;
     });
 }
 
@@ -632,8 +636,7 @@ const NO_ANSWER: &str = "I'm sorry, I couldn't complete that request right now."
 async fn compile_with_model(
     state: &AppState,
     llm: &cortex_llm::TieredClient,
-    input: &ChatInput,
-    agent: &crate::agents::Agent,
+    linked: &tools::Linked,
     cfg: ToolLoop<'_>,
     mut messages: Vec<Message>,
     events: Option<&mpsc::Sender<ChatEvent>>,
@@ -728,7 +731,7 @@ async fn compile_with_model(
             )
             .await?;
             let s = Instant::now();
-            let outcome = state.tools.execute(input.company_id, agent, call).await;
+            let outcome = state.tools.execute(linked, call).await;
             t.tool_execution += ms(s);
             metrics::counter!("cortex_tool_calls_total", "ok" => if outcome.ok { "true" } else { "false" }).increment(1);
             emit(

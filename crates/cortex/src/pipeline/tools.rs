@@ -1,6 +1,8 @@
 //! The tool executor interface of stage 07: which tools an agent offers the model, and running a
 //! call. The actions module implements it with webhooks.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use cortex_llm::{ToolCall, ToolDef};
 use uuid::Uuid;
@@ -16,14 +18,36 @@ pub struct ToolOutcome {
     pub latency_ms: u64,
 }
 
+/// An agent's linked actions, loaded once per chat (stage 01) and used by the tool loop and the
+/// post-response step. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Linked(pub Arc<Vec<crate::actions::Action>>);
+
+impl Linked {
+    /// The tools the model is offered: the linked actions with trigger `tool`.
+    pub fn tool_defs(&self) -> Vec<ToolDef> {
+        self.0
+            .iter()
+            .filter(|a| a.def.trigger == crate::actions::Trigger::Tool)
+            .map(crate::actions::Action::tool_def)
+            .collect()
+    }
+
+    pub fn has_post_response(&self) -> bool {
+        self.0
+            .iter()
+            .any(|a| a.def.trigger == crate::actions::Trigger::PostResponse)
+    }
+}
+
 #[async_trait]
 pub trait ToolExecutor: Send + Sync {
-    /// The tools the agent offers (its linked actions with trigger `tool`).
-    async fn tools(
+    /// The agent's linked actions (of its company).
+    async fn linked(
         &self,
         company_id: Uuid,
         agent: &Agent,
-    ) -> Result<Vec<ToolDef>, crate::store::StoreError>;
-    /// Run one call. Only tools of this agent may run; anything else is a failed outcome.
-    async fn execute(&self, company_id: Uuid, agent: &Agent, call: &ToolCall) -> ToolOutcome;
+    ) -> Result<Linked, crate::store::StoreError>;
+    /// Run one call. Only the linked `tool` actions may run; anything else is a failed outcome.
+    async fn execute(&self, linked: &Linked, call: &ToolCall) -> ToolOutcome;
 }
