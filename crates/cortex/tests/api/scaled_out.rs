@@ -76,3 +76,45 @@ async fn a_wrong_redis_url_fails_the_start() {
         .expect("start must fail");
     assert!(format!("{err:#}").contains("Redis"), "{err:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_companys_rate_window_is_shared_by_every_node() {
+    let prefix = format!("cortex-test-{}", uuid::Uuid::new_v4().simple());
+    let limits = |c: &mut cortex::config::Config| {
+        c.limits.company_requests = 4;
+        c.limits.company_window_seconds = 3600;
+    };
+    let (url, p) = (redis_url(), prefix.clone());
+    let a = spawn_app_with(Backend::Postgres, |c| {
+        c.redis_url = Some(url);
+        c.redis_prefix = p;
+        limits(c);
+    })
+    .await;
+    let (url, p, db) = (redis_url(), prefix.clone(), a.database_url.clone());
+    let b = spawn_app_with(Backend::Postgres, |c| {
+        c.redis_url = Some(url);
+        c.redis_prefix = p;
+        c.database_url = Some(db);
+        limits(c);
+    })
+    .await;
+    let s = a.admin().await;
+    let remaining = |r: &crate::helpers::Resp| {
+        r.headers["x-ratelimit-remaining"]
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(remaining(&a.get("/v1/me", &s).await), "3");
+    assert_eq!(remaining(&b.get("/v1/me", &s).await), "2");
+    assert_eq!(remaining(&a.get("/v1/me", &s).await), "1");
+    assert_eq!(remaining(&b.get("/v1/me", &s).await), "0");
+    // The fifth request is refused on either node.
+    b.get("/v1/me", &s)
+        .await
+        .assert_error(429, "RATE_LIMIT_EXCEEDED");
+    a.get("/v1/me", &s)
+        .await
+        .assert_error(429, "RATE_LIMIT_EXCEEDED");
+}
