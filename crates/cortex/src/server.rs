@@ -7,8 +7,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
-use rand::Rng;
-use rand::distr::Alphanumeric;
 use secrecy::ExposeSecret;
 
 use crate::auth::jwt::JwtKeys;
@@ -16,14 +14,6 @@ use crate::auth::password;
 use crate::config::Config;
 use crate::state::AppState;
 use crate::store::SqlStore;
-
-fn random_string(n: usize) -> String {
-    rand::rng()
-        .sample_iter(&Alphanumeric)
-        .take(n)
-        .map(char::from)
-        .collect()
-}
 
 /// Connect to the database, apply migrations, settle the signing secret and create the first
 /// admin on an empty database.
@@ -41,15 +31,17 @@ pub async fn init(config: Config) -> anyhow::Result<AppState> {
         Some(s) => s.expose_secret().to_owned(),
         None => {
             store
-                .get_or_init_setting("jwt_secret", &random_string(64))
+                .get_or_init_setting("jwt_secret", &crate::auth::api_key::random_alphanumeric(64))
                 .await?
         }
     };
     let jwt = JwtKeys::new(secret.as_bytes(), config.auth.jwt_ttl_seconds);
-    let instance_id = config
-        .instance_id
-        .clone()
-        .unwrap_or_else(|| format!("cortex-{}", &random_string(10).to_lowercase()));
+    let instance_id = config.instance_id.clone().unwrap_or_else(|| {
+        format!(
+            "cortex-{}",
+            &crate::auth::api_key::random_alphanumeric(10).to_lowercase()
+        )
+    });
 
     bootstrap(&store, &config).await?;
     let llm = build_llm(&config)?;
@@ -150,7 +142,7 @@ fn build_llm(config: &Config) -> anyhow::Result<Option<Arc<cortex_llm::TieredCli
 async fn bootstrap(store: &SqlStore, config: &Config) -> anyhow::Result<()> {
     let (pw, generated) = match &config.auth.bootstrap_password {
         Some(p) => (p.expose_secret().to_owned(), false),
-        None => (random_string(20), true),
+        None => (crate::auth::api_key::random_alphanumeric(20), true),
     };
     let pw_for_hash = pw.clone();
     let hash = tokio::task::spawn_blocking(move || password::hash(&pw_for_hash))

@@ -6,10 +6,9 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
 
 use super::error::{ApiError, ApiResult, FieldError};
-use super::extract::{ApiJson, Caller, Checks, Validate, path_id, require_admin};
+use super::extract::{ApiJson, Caller, Checks, Validate, own_company, path_id, require_admin};
 use crate::pipeline::cache;
 use crate::state::AppState;
 use crate::store::{AgentStore, CacheStore};
@@ -67,14 +66,6 @@ pub struct Warmed {
     pub pairs_stored: u64,
     pub pairs_errored: u64,
     pub pairs_total: u64,
-}
-
-/// The caller's company, given as a string in a body or query: another company is invisible.
-fn own_company(caller: &crate::auth::Identity, id: &str, what: &str) -> ApiResult<Uuid> {
-    match Uuid::parse_str(id.trim()) {
-        Ok(id) if id == caller.company_id => Ok(id),
-        _ => Err(ApiError::not_found(what)),
-    }
 }
 
 /// Store question/answer pairs so that matching questions are answered from the cache.

@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::error::{ApiError, ApiResult, FieldError};
-use super::extract::{ApiJson, Caller, Checks, Validate};
+use super::extract::{ApiJson, Caller, Checks, Validate, own_company, path_id};
 use crate::auth::Identity;
 use crate::limits::Subject;
 use crate::pipeline::{self, ChatEvent, ChatInput, ChatReply, PipelineError};
@@ -88,12 +88,9 @@ impl ChatBody {
                 "This API key does not have the chat scope".into(),
             ));
         }
-        let id = |s: &str| Uuid::parse_str(s).map_err(|_| ApiError::not_found("Agent"));
-        let company_id = id(&self.company_id)?;
-        if company_id != caller.company_id {
-            return Err(ApiError::not_found("Agent"));
-        }
-        let agent_id = id(&self.agent_id)?;
+        let company_id = own_company(caller, &self.company_id, "Agent")?;
+        let agent_id = path_id(&self.agent_id, "Agent")?;
+        let conversation_id = path_id(&self.conversation_id, "Agent")?;
         // A widget session talks to its own agent only.
         if let crate::auth::Principal::Sdk { agent_id: own, .. } = caller.principal
             && own != agent_id
@@ -103,7 +100,7 @@ impl ChatBody {
         Ok(ChatInput {
             company_id,
             agent_id,
-            conversation_id: id(&self.conversation_id)?,
+            conversation_id,
             customer_id: self.customer_id,
             message: self.message,
             channel: self.channel.unwrap_or_else(|| "whatsapp".into()),

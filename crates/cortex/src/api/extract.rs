@@ -309,6 +309,19 @@ pub fn require_admin(caller: &Identity, what: &str) -> Result<(), ApiError> {
     }
 }
 
+/// A `company_id` given in a body or query must be the caller's: any other (or no UUID at all)
+/// answers 404 for `what`, exactly like a missing resource.
+pub fn own_company(
+    caller: &Identity,
+    company_id: &str,
+    what: &str,
+) -> Result<uuid::Uuid, ApiError> {
+    match uuid::Uuid::parse_str(company_id.trim()) {
+        Ok(id) if id == caller.company_id => Ok(id),
+        _ => Err(ApiError::not_found(what)),
+    }
+}
+
 /// A path id; one that is not a UUID is a resource that does not exist.
 pub fn path_id(id: &str, what: &str) -> Result<uuid::Uuid, ApiError> {
     uuid::Uuid::parse_str(id).map_err(|_| ApiError::not_found(what))

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{
-    ApiJson, Caller, Checks, PageInfo, Pagination, Validate, path_id, require_admin,
+    ApiJson, Caller, Checks, PageInfo, Pagination, Validate, own_company, path_id, require_admin,
 };
 use crate::auth::Identity;
 use crate::knowledge::model::{Source, SourceKind};
@@ -566,12 +566,12 @@ pub async fn ingest_documents(
 ) -> ApiResult<Json<DocumentsResult>> {
     require_admin(&caller, "knowledge sources")?;
     let agent_id = path_id(body.agent_id.trim(), "Agent")?;
-    let company_ok = Uuid::parse_str(body.company_id.trim()).is_ok_and(|c| c == caller.company_id);
-    let agent = match company_ok {
-        true => state.store.get_agent(caller.company_id, agent_id).await?,
-        false => None,
-    }
-    .ok_or_else(|| ApiError::not_found("Agent"))?;
+    let company_id = own_company(&caller, &body.company_id, "Agent")?;
+    let agent = state
+        .store
+        .get_agent(company_id, agent_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Agent"))?;
     let (done, processed) = state
         .knowledge
         .ingest_agent_documents(

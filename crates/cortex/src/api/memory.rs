@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::error::{ApiError, ApiResult, FieldError};
-use super::extract::{ApiJson, Caller, Checks, Validate, missing, path_id};
+use super::extract::{ApiJson, Caller, Checks, Validate, missing, own_company, path_id};
 use crate::auth::Identity;
 use crate::pipeline::memory::{CATEGORIES, rank_facts};
 use crate::state::AppState;
@@ -32,10 +32,7 @@ fn memory_scope(caller: &Identity) -> ApiResult<()> {
 /// Memory belongs to the caller's company: another company's id is a missing customer.
 fn company(caller: &Identity, company_id: &str, what: &str) -> ApiResult<Uuid> {
     memory_scope(caller)?;
-    match Uuid::parse_str(company_id.trim()) {
-        Ok(id) if id == caller.company_id => Ok(id),
-        _ => Err(ApiError::not_found(what)),
-    }
+    own_company(caller, company_id, what)
 }
 
 fn customer(id: &str) -> ApiResult<&str> {

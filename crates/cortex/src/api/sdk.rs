@@ -6,8 +6,6 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
-use rand::Rng;
-use rand::distr::Alphanumeric;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
@@ -116,11 +114,7 @@ pub async fn create_key(
         .get_agent(caller.company_id, agent_id)
         .await?
         .ok_or_else(|| ApiError::not_found("Agent"))?;
-    let random: String = rand::rng()
-        .sample_iter(&Alphanumeric)
-        .take(32)
-        .map(char::from)
-        .collect();
+    let random = crate::auth::api_key::random_alphanumeric(32);
     let key = PublicKey {
         id: crate::store::new_id(),
         company_id: caller.company_id,

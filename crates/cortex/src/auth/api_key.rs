@@ -17,13 +17,17 @@ pub struct GeneratedKey {
     pub hash: String,
 }
 
-pub fn generate() -> GeneratedKey {
-    let secret: String = rand::rng()
+/// `n` random base62 characters (keys, generated secrets and passwords).
+pub fn random_alphanumeric(n: usize) -> String {
+    rand::rng()
         .sample_iter(&Alphanumeric)
-        .take(SECRET_LEN)
+        .take(n)
         .map(char::from)
-        .collect();
-    let raw = format!("{PREFIX}{secret}");
+        .collect()
+}
+
+pub fn generate() -> GeneratedKey {
+    let raw = format!("{PREFIX}{}", random_alphanumeric(SECRET_LEN));
     GeneratedKey {
         prefix: raw[..SHOWN_LEN].to_owned(),
         hash: hash(&raw),
