@@ -274,6 +274,25 @@ impl TieredClient {
         Ok(out)
     }
 
+    /// The tier whose chain holds `model` of `provider`, and a client that calls only that
+    /// model under that tier (same prices): how a caller pins one configured `provider/model`.
+    pub fn pinned(&self, provider: &str, model: &str) -> Option<(Tier, TieredClient)> {
+        self.chains.iter().find_map(|(tier, chain)| {
+            let entry = chain
+                .entries()
+                .iter()
+                .find(|e| e.provider.name() == provider && e.model == model)?;
+            let only = ModelChain::new(vec![(entry.provider.clone(), entry.model.clone())]);
+            Some((
+                *tier,
+                TieredClient {
+                    chains: [(*tier, only)].into_iter().collect(),
+                    prices: self.prices.clone(),
+                },
+            ))
+        })
+    }
+
     /// The price table.
     pub fn prices(&self) -> &PriceTable {
         &self.prices

@@ -44,6 +44,94 @@ pub struct Config {
     pub memory: MemoryConfig,
     pub secrets: SecretsConfig,
     pub sdk: SdkConfig,
+    pub runs: RunsConfig,
+    /// Plans by name (`free`, `pro`, `enterprise`, or any other): limits and model access.
+    pub plans: std::collections::BTreeMap<String, PlanConfig>,
+}
+
+/// Asynchronous agent runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunsConfig {
+    /// Model calls per run; at the limit the model is asked for a final answer without tools.
+    pub max_steps: u32,
+    /// Wall-clock bound of one run; beyond it the run ends `failed` with error `timeout`.
+    pub max_seconds: u64,
+    /// A run whose node has not renewed its lease for this long is finalised by another node.
+    pub lease_seconds: u64,
+    /// Run events are kept this many days after the run ended.
+    pub event_retention_days: u64,
+    /// Largest file of `files[]` on `/v1/agent/start`, in bytes.
+    pub max_file_bytes: usize,
+    /// Largest total of `files[]` on one start, in bytes.
+    pub max_upload_bytes: usize,
+}
+
+impl Default for RunsConfig {
+    fn default() -> Self {
+        Self {
+            max_steps: 25,
+            max_seconds: 3600,
+            lease_seconds: 30,
+            event_retention_days: 30,
+            max_file_bytes: 50 * 1024 * 1024,
+            max_upload_bytes: 60 * 1024 * 1024,
+        }
+    }
+}
+
+/// What a plan allows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanConfig {
+    /// Runs of one company running at once.
+    pub concurrent_runs: u32,
+    /// Threads one company may have; absent: unlimited.
+    #[serde(default)]
+    pub threads: Option<u64>,
+    /// Model tiers the plan may use (`speed`, `nano`, `sonnet`, `complex`, `search`, or `all`).
+    pub tiers: Vec<String>,
+}
+
+impl PlanConfig {
+    /// Whether the plan includes `tier`.
+    pub fn allows(&self, tier: &str) -> bool {
+        self.tiers.iter().any(|t| t == "all" || t == tier)
+    }
+}
+
+/// The default plans.
+pub fn default_plans() -> std::collections::BTreeMap<String, PlanConfig> {
+    let plan = |runs: u32, threads: Option<u64>, tiers: &[&str]| PlanConfig {
+        concurrent_runs: runs,
+        threads,
+        tiers: tiers.iter().map(|t| (*t).to_owned()).collect(),
+    };
+    [
+        ("free".to_owned(), plan(1, Some(10), &["speed"])),
+        (
+            "pro".to_owned(),
+            plan(3, Some(100), &["speed", "nano", "sonnet"]),
+        ),
+        ("enterprise".to_owned(), plan(10, None, &["all"])),
+    ]
+    .into_iter()
+    .collect()
+}
+
+impl Config {
+    /// The limits of plan `name` (an unknown name gets the `free` plan's limits).
+    pub fn plan(&self, name: &str) -> PlanConfig {
+        self.plans
+            .get(name)
+            .or_else(|| self.plans.get("free"))
+            .cloned()
+            .unwrap_or_else(|| PlanConfig {
+                concurrent_runs: 1,
+                threads: Some(10),
+                tiers: vec!["speed".into()],
+            })
+    }
 }
 
 /// The embeddable widget.
@@ -298,6 +386,8 @@ impl Default for Config {
             memory: MemoryConfig::default(),
             secrets: SecretsConfig::default(),
             sdk: SdkConfig::default(),
+            runs: RunsConfig::default(),
+            plans: default_plans(),
         }
     }
 }
@@ -473,6 +563,25 @@ impl Config {
             return Err(ConfigError(
                 "sdk.token_ttl_seconds must lie between 1 and 86400".into(),
             ));
+        }
+        if self.runs.max_steps == 0
+            || self.runs.max_seconds == 0
+            || self.runs.lease_seconds < 3
+            || self.runs.max_file_bytes == 0
+            || self.runs.max_upload_bytes == 0
+        {
+            return Err(ConfigError(
+                "runs: max_steps, max_seconds, max_file_bytes and max_upload_bytes must be positive and lease_seconds at least 3".into(),
+            ));
+        }
+        for (name, plan) in &self.plans {
+            for tier in &plan.tiers {
+                if tier != "all" && tier.parse::<cortex_llm::Tier>().is_err() {
+                    return Err(ConfigError(format!(
+                        "plans.{name}.tiers: unknown tier {tier:?}"
+                    )));
+                }
+            }
         }
         if self.cache.ttl_seconds == 0 {
             return Err(ConfigError("cache.ttl_seconds must be positive".into()));

@@ -1,5 +1,6 @@
 //! Coordination between nodes. Embedded (no Redis): everything is in-process. Scaled out: Redis
-//! pub/sub carries config-cache invalidations, so an agent update is seen by every node at once.
+//! pub/sub carries config-cache invalidations (an agent update is seen by every node at once) and
+//! run stop requests; a Redis stream per run carries its events to viewers on other nodes.
 
 use std::time::Duration;
 
@@ -8,6 +9,22 @@ use redis::AsyncCommands;
 use uuid::Uuid;
 
 use crate::agents::ConfigCache;
+
+static PING_TIMEOUTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Redis pings that timed out since the process started.
+pub fn ping_timeouts() -> u64 {
+    PING_TIMEOUTS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// What another node asked of this one.
+#[derive(Debug, Clone, Copy)]
+pub enum Signal {
+    /// Drop an agent's cached config (`None`: every config, after a lost subscription).
+    Invalidate(Option<Uuid>),
+    /// Stop a run if it executes here.
+    StopRun(Uuid),
+}
 
 /// The node's link to its peers.
 #[derive(Clone)]
@@ -42,6 +59,147 @@ impl Coordinator {
         format!("{prefix}:config-invalidate")
     }
 
+    fn stop_channel(prefix: &str) -> String {
+        format!("{prefix}:run-stop")
+    }
+
+    fn run_key(prefix: &str, run_id: Uuid) -> String {
+        format!("{prefix}:run:{run_id}")
+    }
+
+    pub fn is_redis(&self) -> bool {
+        matches!(self, Coordinator::Redis { .. })
+    }
+
+    /// Append a run's frames to its Redis stream (entry id `seq-0`), where viewers on other
+    /// nodes read them; the stream expires a day after its last write. Best effort: the
+    /// database has every frame too.
+    pub async fn publish_run_frames(&self, run_id: Uuid, frames: &[crate::pipeline::Frame]) {
+        let Coordinator::Redis { conn, prefix, .. } = self else {
+            return;
+        };
+        if frames.is_empty() {
+            return;
+        }
+        let key = Self::run_key(prefix, run_id);
+        let mut pipe = redis::pipe();
+        for f in frames {
+            pipe.cmd("XADD")
+                .arg(&key)
+                .arg(format!("{}-0", f.seq))
+                .arg("event")
+                .arg(&f.name)
+                .arg("data")
+                .arg(&f.data)
+                .ignore();
+        }
+        pipe.cmd("EXPIRE").arg(&key).arg(86_400).ignore();
+        let mut conn = conn.clone();
+        let sent = tokio::time::timeout(
+            Duration::from_millis(500),
+            pipe.query_async::<()>(&mut conn),
+        )
+        .await;
+        match sent {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, %run_id, "could not publish run events to Redis")
+            }
+            Err(_) => tracing::warn!(%run_id, "publishing run events to Redis timed out"),
+        }
+    }
+
+    /// A run's frames after `after` from its Redis stream (empty without Redis).
+    pub async fn read_run_frames(
+        &self,
+        run_id: Uuid,
+        after: u64,
+        count: usize,
+    ) -> Vec<crate::pipeline::Frame> {
+        let Coordinator::Redis { conn, prefix, .. } = self else {
+            return Vec::new();
+        };
+        let mut conn = conn.clone();
+        let read = tokio::time::timeout(
+            Duration::from_millis(500),
+            redis::cmd("XRANGE")
+                .arg(Self::run_key(prefix, run_id))
+                .arg(format!("({after}-0"))
+                .arg("+")
+                .arg("COUNT")
+                .arg(count)
+                .query_async::<Vec<(String, Vec<String>)>>(&mut conn),
+        )
+        .await;
+        let Ok(Ok(entries)) = read else {
+            return Vec::new();
+        };
+        entries
+            .into_iter()
+            .filter_map(|(id, fields)| {
+                let seq = id.split('-').next()?.parse::<u64>().ok()?;
+                let mut name = None;
+                let mut data = None;
+                for pair in fields.chunks(2) {
+                    match (pair.first().map(String::as_str), pair.get(1)) {
+                        (Some("event"), Some(v)) => name = Some(v.clone()),
+                        (Some("data"), Some(v)) => data = Some(v.clone()),
+                        _ => {}
+                    }
+                }
+                Some(crate::pipeline::Frame {
+                    seq,
+                    name: name?,
+                    data: data?,
+                })
+            })
+            .collect()
+    }
+
+    /// Run ids of the run streams in Redis (`/v1/metrics/system`); empty without Redis.
+    pub async fn run_stream_ids(&self) -> Vec<Uuid> {
+        let Coordinator::Redis { conn, prefix, .. } = self else {
+            return Vec::new();
+        };
+        let mut conn = conn.clone();
+        let pattern = format!("{prefix}:run:*");
+        let mut cursor: u64 = 0;
+        let mut ids = Vec::new();
+        for _ in 0..1000 {
+            let page = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async::<(u64, Vec<String>)>(&mut conn)
+                .await;
+            let Ok((next, keys)) = page else { break };
+            ids.extend(
+                keys.iter()
+                    .filter_map(|k| k.rsplit(':').next().and_then(|id| Uuid::parse_str(id).ok())),
+            );
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        ids
+    }
+
+    /// Ask every node to stop a run (the one running it does).
+    pub async fn publish_stop(&self, run_id: Uuid) {
+        if let Coordinator::Redis { conn, prefix, .. } = self {
+            let mut conn = conn.clone();
+            if let Err(e) = conn
+                .publish::<_, _, i64>(Self::stop_channel(prefix), run_id.to_string())
+                .await
+            {
+                tracing::warn!(error = %e, %run_id, "could not publish a stop; the run's node sees it at its next lease renewal");
+            }
+        }
+    }
+
     /// Tell every node (this one included, through the cache directly) to drop an agent's config.
     pub async fn invalidate_agent(&self, cache: &ConfigCache, agent_id: Uuid) {
         cache.invalidate(agent_id);
@@ -61,7 +219,7 @@ impl Coordinator {
     /// invalidations may have been missed.
     pub async fn start_listener(
         &self,
-        cache: std::sync::Arc<dyn Fn(Option<Uuid>) + Send + Sync>,
+        on: std::sync::Arc<dyn Fn(Signal) + Send + Sync>,
         tasks: &tokio_util::task::TaskTracker,
         stop: tokio_util::sync::CancellationToken,
     ) -> anyhow::Result<()> {
@@ -69,8 +227,10 @@ impl Coordinator {
             return Ok(());
         };
         let channel = Self::channel(prefix);
+        let stop_channel = Self::stop_channel(prefix);
+        let channels = [channel.clone(), stop_channel.clone()];
         let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.subscribe(&channel).await?;
+        pubsub.subscribe(&channels).await?;
         let client = client.clone();
         tasks.spawn(async move {
             loop {
@@ -81,8 +241,9 @@ impl Coordinator {
                             () = stop.cancelled() => return,
                             msg = messages.next() => match msg {
                                 Some(m) => match m.get_payload::<String>().ok().and_then(|p: String| Uuid::parse_str(&p).ok()) {
-                                    Some(id) => cache(Some(id)),
-                                    None => tracing::warn!("ignoring a malformed config invalidation"),
+                                    Some(id) if m.get_channel_name() == stop_channel => on(Signal::StopRun(id)),
+                                    Some(id) => on(Signal::Invalidate(Some(id))),
+                                    None => tracing::warn!("ignoring a malformed coordination message"),
                                 },
                                 None => break,
                             },
@@ -90,14 +251,14 @@ impl Coordinator {
                     }
                 }
                 tracing::warn!("lost the Redis subscription; reconnecting");
-                cache(None);
+                on(Signal::Invalidate(None));
                 pubsub = loop {
                     tokio::select! {
                         () = stop.cancelled() => return,
                         () = tokio::time::sleep(Duration::from_secs(1)) => {}
                     }
                     if let Ok(mut p) = client.get_async_pubsub().await
-                        && p.subscribe(&channel).await.is_ok()
+                        && p.subscribe(&channels).await.is_ok()
                     {
                         break p;
                     }
@@ -121,7 +282,10 @@ impl Coordinator {
         Some(match pong {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("timed out".into()),
+            Err(_) => {
+                PING_TIMEOUTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Err("timed out".into())
+            }
         })
     }
 }

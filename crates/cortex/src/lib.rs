@@ -9,6 +9,7 @@ pub mod coord;
 pub mod knowledge;
 pub mod limits;
 pub mod pipeline;
+pub mod runs;
 pub mod secrets;
 pub mod server;
 pub mod state;

@@ -45,10 +45,6 @@ enum Command {
 }
 
 #[derive(Subcommand)]
-#[expect(
-    clippy::enum_variant_names,
-    reason = "the subcommands read as verbs: admin create-company"
-)]
 enum Admin {
     /// Create a company (tenant) and print its id.
     CreateCompany {
@@ -80,6 +76,28 @@ enum Admin {
         scopes: Vec<String>,
         #[arg(long, value_parser = clap::value_parser!(i64).range(1..=365))]
         expires_in_days: Option<i64>,
+    },
+    /// Put a company on a plan (`free`, `pro`, `enterprise`, or one configured under [plans]).
+    SetPlan {
+        #[arg(long)]
+        company_id: uuid::Uuid,
+        #[arg(long)]
+        plan: String,
+    },
+    /// Meter a company with a prepaid balance in USD, top it up, or make it unmetered again.
+    #[command(group(clap::ArgGroup::new("change").required(true).args(["set", "add", "unmetered"])))]
+    Credits {
+        #[arg(long)]
+        company_id: uuid::Uuid,
+        /// Set the balance to this many USD (e.g. 25 or 0.50).
+        #[arg(long)]
+        set: Option<f64>,
+        /// Add this many USD (negative to deduct); an unmetered company starts from 0.
+        #[arg(long, allow_negative_numbers = true)]
+        add: Option<f64>,
+        /// No balance: every call is allowed and only recorded.
+        #[arg(long)]
+        unmetered: bool,
     },
 }
 
@@ -150,7 +168,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Admin(admin) => {
             let store = open_store(&config).await?;
-            admin_command(&store, admin).await
+            admin_command(&store, &config, admin).await
         }
     }
 }
@@ -162,8 +180,57 @@ async fn open_store(config: &Config) -> anyhow::Result<SqlStore> {
     Ok(store)
 }
 
-async fn admin_command(store: &SqlStore, admin: Admin) -> anyhow::Result<()> {
+fn usd_to_micro(usd: f64) -> anyhow::Result<i64> {
+    anyhow::ensure!(
+        usd.is_finite() && usd.abs() < 1e12,
+        "the amount must be a finite number of USD"
+    );
+    Ok((usd * 1e6).round() as i64)
+}
+
+async fn admin_command(store: &SqlStore, config: &Config, admin: Admin) -> anyhow::Result<()> {
     match admin {
+        Admin::SetPlan { company_id, plan } => {
+            anyhow::ensure!(
+                config.plans.contains_key(&plan),
+                "unknown plan {plan:?}; configured: {}",
+                config.plans.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+            store
+                .set_plan(company_id, &plan)
+                .await
+                .map_err(|_| anyhow::anyhow!("no company {company_id}"))?;
+            println!("{company_id}: plan {plan}");
+        }
+        Admin::Credits {
+            company_id,
+            set,
+            add,
+            unmetered,
+        } => {
+            anyhow::ensure!(
+                store.get_company(company_id).await?.is_some(),
+                "no company {company_id}"
+            );
+            let balance = if unmetered {
+                store.set_credits(company_id, None).await?;
+                None
+            } else if let Some(usd) = set {
+                let micro = usd_to_micro(usd)?;
+                store.set_credits(company_id, Some(micro)).await?;
+                Some(micro)
+            } else {
+                Some(
+                    store
+                        .add_credits(company_id, usd_to_micro(add.unwrap_or(0.0))?)
+                        .await?,
+                )
+            };
+            match balance {
+                Some(m) => println!("{company_id}: credits {:.6} USD", m as f64 / 1e6),
+                None => println!("{company_id}: unmetered"),
+            }
+        }
         Admin::CreateCompany { name, plan } => {
             let c = store.create_company(&name, &plan).await?;
             println!("{}", c.id);

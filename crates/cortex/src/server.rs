@@ -85,15 +85,23 @@ pub async fn init(config: Config) -> anyhow::Result<AppState> {
         secrets,
     );
     let st = state.clone();
-    let apply = Arc::new(move |agent: Option<uuid::Uuid>| match agent {
-        Some(id) => st.agent_cache.invalidate(id),
-        None => st.agent_cache.clear(),
+    let apply = Arc::new(move |signal: crate::coord::Signal| match signal {
+        crate::coord::Signal::Invalidate(Some(id)) => st.agent_cache.invalidate(id),
+        crate::coord::Signal::Invalidate(None) => st.agent_cache.clear(),
+        crate::coord::Signal::StopRun(id) => {
+            if let Some(run) = st.runs.local(id) {
+                run.stop(crate::runs::StopReason::User);
+            }
+        }
     });
     state
         .coord
         .start_listener(apply, &state.tasks, state.shutdown.clone())
         .await
         .context("subscribing to Redis")?;
+    crate::runs::start_background(&state)
+        .await
+        .context("starting agent runs")?;
     Ok(state)
 }
 
@@ -203,6 +211,10 @@ pub async fn serve(
         signal.await;
         tracing::info!(instance_id = %st.instance_id, "shutdown requested: health now answers 503");
         st.begin_shutdown();
+        // Runs get the drain time, then are stopped with their events flushed.
+        let runs = st.clone();
+        st.tasks
+            .spawn(async move { crate::runs::drain(&runs, drain).await });
         tokio::time::sleep(announce).await;
         tracing::info!("no longer accepting connections; draining in-flight requests");
         let _ = draining_tx.send(());

@@ -9,10 +9,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+use crate::actions::tools::ToolExecutor;
 use crate::agents::ConfigCache;
 use crate::auth::jwt::JwtKeys;
 use crate::config::Config;
-use crate::pipeline::tools::ToolExecutor;
 use crate::store::SqlStore;
 
 #[derive(Clone)]
@@ -47,6 +47,8 @@ pub struct Inner {
     pub dashboard: crate::telemetry::Dashboard,
     /// Cached handles of the per-route request counters.
     pub http_metrics: crate::telemetry::HttpMetrics,
+    /// Agent runs executing on this node, and mirrors of other nodes' runs for viewers here.
+    pub runs: crate::runs::Runs,
     /// Background work (key touches, later: memory extraction, runs) that shutdown waits for.
     pub tasks: TaskTracker,
     /// Cancelled when the node begins shutting down.
@@ -95,6 +97,7 @@ impl AppState {
             dashboard: crate::telemetry::Dashboard::default(),
             http_metrics: crate::telemetry::HttpMetrics::default(),
             coord,
+            runs: crate::runs::Runs::default(),
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             shutting_down: AtomicBool::new(false),

@@ -14,11 +14,12 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::actions::tools::{Linked, ToolExecutor, ToolOutcome};
 use crate::agents::Agent;
-use crate::pipeline::tools::{Linked, ToolExecutor, ToolOutcome};
 use crate::store::{ActionStore, SqlStore, StoreError};
 
 mod runner;
+pub mod tools;
 pub use runner::NetRunner;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]

@@ -14,8 +14,8 @@ use cortex_net::{
 use serde_json::Value;
 
 use super::{Action, ActionRunner, ResolvedAuth};
+use crate::actions::tools::ToolOutcome;
 use crate::config::NetworkConfig;
-use crate::pipeline::tools::ToolOutcome;
 
 pub struct NetRunner {
     client: GuardedClient,

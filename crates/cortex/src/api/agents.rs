@@ -13,8 +13,8 @@ use super::extract::{
     ApiJson, Caller, Checks, JsonPatch, PageInfo, Pagination, Validate, missing, path_id,
     require_admin,
 };
+use crate::agents::template::PromptTemplate;
 use crate::agents::{Agent, AgentSpec, config_view};
-use crate::pipeline::template::PromptTemplate;
 use crate::state::AppState;
 use crate::store::AgentStore;
 

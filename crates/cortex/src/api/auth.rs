@@ -28,6 +28,9 @@ pub const PUBLIC_ROUTES: &[&str] = &[
     "/widget.js",
 ];
 
+/// Routes that also take the credential as `?token=` (EventSource cannot send headers).
+pub const TOKEN_QUERY_ROUTES: &[&str] = &["/v1/agent-run/{id}/stream"];
+
 /// The only routes an SDK session token (`X-SDK-Token: sdk_…`) opens.
 pub const SDK_ROUTES: &[&str] = &["/v1/chat", "/v1/chat/stream"];
 
@@ -185,6 +188,24 @@ fn touch_if_due(state: &AppState, key: &crate::store::ApiKey, now: chrono::DateT
     });
 }
 
+/// For a route that takes `?token=` and a request without credential headers: the token as a
+/// bearer header.
+fn query_token(route: &str, req: &Request) -> Option<HeaderMap> {
+    if !TOKEN_QUERY_ROUTES.contains(&route)
+        || !matches!(credential(req.headers()), Credential::None)
+    {
+        return None;
+    }
+    let token = req.uri().query()?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == "token").then(|| v.to_owned())
+    })?;
+    let mut headers = HeaderMap::new();
+    let value = axum::http::HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
+    headers.insert(axum::http::header::AUTHORIZATION, value);
+    Some(headers)
+}
+
 /// The layer: public routes pass, everything else needs a valid credential.
 pub async fn require_auth(
     State(state): State<AppState>,
@@ -202,7 +223,10 @@ pub async fn require_auth(
     if PUBLIC_ROUTES.contains(&route) {
         return Ok(next.run(req).await);
     }
-    let identity = authenticate(&state, req.headers()).await?;
+    let identity = match query_token(route, &req) {
+        Some(headers) => authenticate(&state, &headers).await?,
+        None => authenticate(&state, req.headers()).await?,
+    };
     if matches!(identity.principal, Principal::Sdk { .. }) && !SDK_ROUTES.contains(&route) {
         return Err(ApiError::Unauthorized(
             "SDK session tokens are valid only for the chat endpoints".into(),

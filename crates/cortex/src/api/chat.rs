@@ -1,11 +1,10 @@
 //! `POST /v1/chat` and `POST /v1/chat/stream`.
 
-use std::convert::Infallible;
-use std::time::Duration;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::{Event as SseEvent, Sse};
 use futures::Stream;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -18,7 +17,7 @@ use super::error::{ApiError, ApiResult, FieldError};
 use super::extract::{ApiJson, Caller, Checks, Validate, own_company, path_id};
 use crate::auth::Identity;
 use crate::limits::Subject;
-use crate::pipeline::{self, ChatEvent, ChatInput, ChatReply, PipelineError};
+use crate::pipeline::{self, ChatInput, ChatReply, Event, Frame, PipelineError};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -109,8 +108,17 @@ impl ChatBody {
     }
 }
 
-/// Count the message against its conversation's rate; 429 beyond it.
+/// Count the message against its conversation's rate (429 beyond it); a metered company out of
+/// credits is refused (402) before any work.
 async fn admit(state: &AppState, input: ChatInput) -> ApiResult<ChatInput> {
+    if state
+        .store
+        .credits(input.company_id)
+        .await?
+        .is_some_and(|c| c <= 0)
+    {
+        return Err(ApiError::insufficient_credits());
+    }
     let subject = Subject::Conversation {
         company_id: input.company_id,
         conversation_id: input.conversation_id,
@@ -150,6 +158,7 @@ pub fn pipeline_error(e: PipelineError) -> ApiError {
         PipelineError::Store(err) => err.into(),
         PipelineError::Template(err) => ApiError::internal(format!("template: {err}")),
         PipelineError::Cancelled => ApiError::internal("request cancelled"),
+        PipelineError::InsufficientCredits => ApiError::insufficient_credits(),
     }
 }
 
@@ -170,27 +179,6 @@ pub async fn chat(
     Ok(Json(reply))
 }
 
-fn event_of(e: ChatEvent) -> (&'static str, Value) {
-    match e {
-        ChatEvent::TextDelta(delta) => ("text_delta", json!({"delta": delta})),
-        ChatEvent::ToolCall { name, arguments } => {
-            ("tool_call", json!({"name": name, "arguments": arguments}))
-        }
-        ChatEvent::ToolResult {
-            name,
-            ok,
-            latency_ms,
-        } => (
-            "tool_result",
-            json!({"name": name, "ok": ok, "latency_ms": latency_ms}),
-        ),
-        ChatEvent::Usage { input, output } => (
-            "usage",
-            json!({"inputTokens": input, "outputTokens": output}),
-        ),
-    }
-}
-
 fn complete_of(reply: &ChatReply) -> Value {
     let mut v = json!({
         "inputTokens": reply.tokens.input,
@@ -207,13 +195,11 @@ fn complete_of(reply: &ChatReply) -> Value {
 }
 
 struct StreamState {
-    events: mpsc::Receiver<ChatEvent>,
+    events: mpsc::Receiver<Event>,
     done: Option<oneshot::Receiver<Result<ChatReply, PipelineError>>>,
     seq: u64,
     /// Cancels the pipeline (and the model call) when the client goes away.
     _guard: tokio_util::sync::DropGuard,
-    /// `cortex_sse_clients` counts this stream while it is open.
-    _client: crate::telemetry::GaugeGuard,
 }
 
 /// The same pipeline, streamed as Server-Sent Events: `text_delta`, `tool_call`, `tool_result`,
@@ -225,7 +211,7 @@ pub async fn chat_stream(
     State(state): State<AppState>,
     Caller(caller): Caller,
     ApiJson(body): ApiJson<ChatBody>,
-) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, std::convert::Infallible>>>> {
     let input = admit(&state, body.into_input(&caller)?).await?;
     // Errors that precede any output keep their HTTP status.
     pipeline::load_agent(&state, input.company_id, input.agent_id)
@@ -244,11 +230,10 @@ pub async fn chat_stream(
         done: Some(done_rx),
         seq: 0,
         _guard: cancel.drop_guard(),
-        _client: crate::telemetry::GaugeGuard::new("cortex_sse_clients"),
     };
-    let stream = futures::stream::unfold(init, |mut s| async move {
+    let frames = futures::stream::unfold(init, |mut s| async move {
         let (name, data) = match s.events.recv().await {
-            Some(e) => event_of(e),
+            Some(e) => (e.name(), e.data()),
             None => {
                 let done = s.done.take()?;
                 match done.await {
@@ -266,13 +251,12 @@ pub async fn chat_stream(
             }
         };
         s.seq += 1;
-        let event = Event::default()
-            .event(name)
-            .id(s.seq.to_string())
-            .json_data(data)
-            .unwrap_or_default();
-        Some((Ok(event), s))
+        let frame = Frame {
+            seq: s.seq,
+            name: name.to_owned(),
+            data: data.to_string(),
+        };
+        Some((Arc::new(frame), s))
     });
-    let heartbeat = Duration::from_secs_f64(state.config.limits.sse_heartbeat_seconds);
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat")))
+    Ok(super::sse::respond(&state, frames, None))
 }

@@ -69,6 +69,13 @@ pub enum ApiError {
         retry_after_ms: u64,
         quota: Option<crate::limits::Quota>,
     },
+    /// 402: billing and plan limits; `detail` is the reference's object (with `error_code`).
+    #[error("{message}")]
+    PaymentRequired {
+        code: &'static str,
+        message: String,
+        detail: Value,
+    },
     /// Logged with its cause; the client sees a generic message.
     #[error("internal error: {0}")]
     Internal(String),
@@ -90,6 +97,30 @@ impl ApiError {
 
     pub fn not_found(what: &str) -> Self {
         ApiError::NotFound(format!("{what} not found"))
+    }
+
+    /// `402 INSUFFICIENT_CREDITS`, with the reference's `detail` object.
+    pub fn insufficient_credits() -> Self {
+        Self::payment(
+            "INSUFFICIENT_CREDITS",
+            "Billing check failed: Insufficient credits",
+            json!({}),
+        )
+    }
+
+    /// A `402` whose `detail` is `extra` plus `message` and `error_code`.
+    pub fn payment(code: &'static str, message: &str, extra: Value) -> Self {
+        let mut detail = match extra {
+            Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        };
+        detail.insert("message".into(), json!(message));
+        detail.insert("error_code".into(), json!(code));
+        ApiError::PaymentRequired {
+            code,
+            message: message.to_owned(),
+            detail: Value::Object(detail),
+        }
     }
 
     pub fn validation(errors: Vec<FieldError>) -> Self {
@@ -124,6 +155,7 @@ impl ApiError {
             }
             ApiError::GatewayTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "GATEWAY_TIMEOUT"),
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMIT_EXCEEDED"),
+            ApiError::PaymentRequired { code, .. } => (StatusCode::PAYMENT_REQUIRED, *code),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
         }
     }
@@ -188,6 +220,11 @@ impl IntoResponse for ApiError {
                 }
                 resp
             }
+            ApiError::PaymentRequired {
+                code,
+                message,
+                detail,
+            } => envelope(status, code, &message, detail),
             ApiError::Internal(cause) => {
                 tracing::error!(error = %cause, "internal error");
                 envelope(

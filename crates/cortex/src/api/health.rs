@@ -30,7 +30,7 @@ pub struct DetailedHealth {
     pub checks: BTreeMap<String, String>,
 }
 
-fn shutting_down(state: &AppState) -> ApiError {
+pub(crate) fn shutting_down(state: &AppState) -> ApiError {
     ApiError::ServiceUnavailable {
         message: "Server is shutting down".into(),
         detail: Some(json!({
@@ -82,5 +82,70 @@ pub async fn detailed(State(state): State<AppState>) -> Json<DetailedHealth> {
         status: if ok { "ok" } else { "degraded" }.into(),
         version: VERSION.into(),
         checks,
+    })
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DebugHealth {
+    pub instance_id: String,
+    pub active_runs_on_instance: usize,
+    pub is_shutting_down: bool,
+    pub timestamp: chrono::DateTime<Utc>,
+}
+
+/// This node's runs and lifecycle (company admins).
+#[utoipa::path(get, path = "/v1/health/debug", tag = "health", security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = DebugHealth), (status = 401), (status = 403)))]
+pub async fn debug(
+    State(state): State<AppState>,
+    super::extract::Caller(caller): super::extract::Caller,
+) -> ApiResult<Json<DebugHealth>> {
+    super::extract::require_admin(&caller, "instance details")?;
+    Ok(Json(DebugHealth {
+        instance_id: state.instance_id.clone(),
+        active_runs_on_instance: state.runs.local_count(),
+        is_shutting_down: state.is_shutting_down(),
+        timestamp: Utc::now(),
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RedisPool {
+    pub size: u32,
+    pub in_use: u32,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RedisHealth {
+    /// `ok`, `error` or `not_configured`.
+    pub status: String,
+    pub latency_ms: Option<f64>,
+    pub pool: RedisPool,
+    /// Pings that timed out since this node started.
+    pub timeouts: u64,
+    pub instance_id: String,
+    pub timestamp: chrono::DateTime<Utc>,
+}
+
+/// A real PING to Redis from this node.
+#[utoipa::path(get, path = "/v1/health/redis", tag = "health", security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = RedisHealth), (status = 401)))]
+pub async fn redis(State(state): State<AppState>) -> Json<RedisHealth> {
+    let started = std::time::Instant::now();
+    let ping = state.coord.ping().await;
+    let latency = started.elapsed().as_secs_f64() * 1000.0;
+    let (status, latency_ms, size) = match ping {
+        None => ("not_configured", None, 0),
+        Some(Ok(())) => ("ok", Some((latency * 1000.0).round() / 1000.0), 1),
+        Some(Err(_)) => ("error", None, 1),
+    };
+    Json(RedisHealth {
+        status: status.into(),
+        latency_ms,
+        // One multiplexed connection per node carries every command.
+        pool: RedisPool { size, in_use: 0 },
+        timeouts: crate::coord::ping_timeouts(),
+        instance_id: state.instance_id.clone(),
+        timestamp: Utc::now(),
     })
 }

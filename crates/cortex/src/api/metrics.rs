@@ -54,3 +54,39 @@ pub async fn dashboard(
     may_read(&caller)?;
     Ok(Json(state.dashboard.snapshot()))
 }
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct SystemMetrics {
+    /// Running agent runs across all nodes.
+    pub active_agent_runs: i64,
+    /// Run event streams live in Redis (without Redis: the running runs, whose streams are
+    /// served from their nodes and the database).
+    pub active_stream_keys: i64,
+    /// Streams in Redis whose run no longer exists in the database (should be 0).
+    pub orphaned_streams: i64,
+}
+
+/// Runs and streams across every node.
+#[utoipa::path(get, path = "/v1/metrics/system", tag = "health", security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = SystemMetrics), (status = 401), (status = 403)))]
+pub async fn system(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> ApiResult<Json<SystemMetrics>> {
+    may_read(&caller)?;
+    let running = state.store.running_total().await?;
+    if !state.coord.is_redis() {
+        return Ok(Json(SystemMetrics {
+            active_agent_runs: running,
+            active_stream_keys: running,
+            orphaned_streams: 0,
+        }));
+    }
+    let ids = state.coord.run_stream_ids().await;
+    let known = state.store.existing_run_ids(&ids).await?;
+    Ok(Json(SystemMetrics {
+        active_agent_runs: running,
+        active_stream_keys: ids.len() as i64,
+        orphaned_streams: (ids.len() - known) as i64,
+    }))
+}

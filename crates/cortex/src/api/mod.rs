@@ -16,7 +16,9 @@ pub mod me;
 pub mod memory;
 pub mod metrics;
 pub mod portal;
+pub mod runs;
 pub mod sdk;
+pub mod sse;
 
 use std::sync::Arc;
 
@@ -43,7 +45,7 @@ use crate::state::AppState;
 #[openapi(
     info(title = "Cortex API", description = "Self-hosted, multi-tenant AI agent backend."),
     modifiers(&SecurityAddon),
-    tags((name = "health"), (name = "auth"), (name = "portal"), (name = "agents"), (name = "actions"), (name = "chat"), (name = "knowledge"), (name = "memory"), (name = "cache"), (name = "sdk"))
+    tags((name = "health"), (name = "auth"), (name = "portal"), (name = "agents"), (name = "actions"), (name = "chat"), (name = "knowledge"), (name = "memory"), (name = "cache"), (name = "sdk"), (name = "runs"))
 )]
 struct ApiDoc;
 
@@ -112,10 +114,29 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(sdk::revoke_key))
         .routes(routes!(sdk::init))
         .routes(routes!(sdk::config))
+        .routes(routes!(health::debug))
+        .routes(routes!(health::redis))
+        .routes(routes!(metrics::system))
+        .routes(routes!(runs::get_run))
+        .routes(routes!(runs::stop))
+        .routes(routes!(runs::stream))
+        .routes(routes!(runs::active))
+        .routes(routes!(runs::thread_runs))
+        .routes(routes!(runs::list_threads))
+        .routes(routes!(
+            runs::get_thread,
+            runs::patch_thread,
+            runs::delete_thread
+        ))
+        .routes(routes!(runs::thread_messages))
+        .routes(routes!(runs::list_projects))
+        .routes(routes!(runs::get_project, runs::delete_project))
+        .routes(routes!(runs::billing))
         // Uploads are bounded by `limits.upload_bytes` in the handler, not by the JSON limit.
         .merge(
             OpenApiRouter::new()
                 .routes(routes!(knowledge::upload))
+                .routes(routes!(runs::start))
                 .layer(DefaultBodyLimit::disable()),
         )
         .split_for_parts()

@@ -163,6 +163,24 @@ pub async fn extract_facts(
     let cost = llm.cost_usd(&out.answered_by.model, &usage);
     metrics::counter!("cortex_cost_microusd_total", "model" => "memory_extraction")
         .increment((cost * 1e6).round() as u64);
+    // A metered company pays this call too.
+    state
+        .store
+        .record_usage(
+            company_id,
+            None,
+            &crate::store::UsageRow {
+                agent_id: Some(agent_id),
+                conversation_id: Uuid::nil(),
+                source: "memory_extraction",
+                model_used: tier.as_str().to_owned(),
+                model: out.answered_by.model.clone(),
+                input_tokens: usage.input_tokens as i64,
+                output_tokens: usage.output_tokens as i64,
+                cost_microusd: super::engine::micro_usd(cost),
+            },
+        )
+        .await?;
     let mut saved = Vec::new();
     for (fact, category, confidence) in select(parse(&out.response), &known) {
         let id = state

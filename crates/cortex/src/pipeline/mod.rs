@@ -5,19 +5,18 @@
 
 pub mod cache;
 pub mod context;
+pub mod engine;
+pub mod events;
 pub mod extract;
 pub mod extractive;
 pub mod memory;
-pub mod template;
 pub mod text;
-pub mod tools;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use cortex_llm::optimizer::{self, ContextInput};
-use cortex_llm::{ChatRequest, LlmError, Message, StreamEvent, Tier, ToolChoice, ToolDef, Usage};
-use futures::StreamExt;
+use cortex_llm::{LlmError, Message, Tier, ToolDef, Usage};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -25,10 +24,12 @@ use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::actions::tools;
 use crate::agents::LoadedAgent;
+use crate::agents::template::{PromptContext, PromptTemplate, TemplateError};
 use crate::state::AppState;
 use crate::store::{AgentStore, ConversationStore, StoreError, Turn};
-use template::{PromptContext, PromptTemplate, TemplateError};
+pub use events::{Event, Frame};
 
 /// How many earlier messages of the conversation are considered.
 const HISTORY: i64 = 20;
@@ -86,25 +87,6 @@ pub struct ChatReply {
     pub step_timings: StepTimings,
 }
 
-/// What a streaming client sees while the reply is produced.
-#[derive(Debug, Clone)]
-pub enum ChatEvent {
-    TextDelta(String),
-    ToolCall {
-        name: String,
-        arguments: Value,
-    },
-    ToolResult {
-        name: String,
-        ok: bool,
-        latency_ms: u64,
-    },
-    Usage {
-        input: u64,
-        output: u64,
-    },
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error("agent not found")]
@@ -117,6 +99,9 @@ pub enum PipelineError {
     Store(#[from] StoreError),
     #[error("cancelled")]
     Cancelled,
+    /// A metered company's balance ran out (a run stops after its current call).
+    #[error("insufficient credits")]
+    InsufficientCredits,
 }
 
 fn ms(since: Instant) -> u64 {
@@ -156,31 +141,139 @@ async fn load_agent_counted(
     Ok((loaded, false))
 }
 
-async fn emit(
-    events: Option<&mpsc::Sender<ChatEvent>>,
-    event: ChatEvent,
-) -> Result<(), PipelineError> {
-    match events {
-        Some(tx) => tx.send(event).await.map_err(|_| PipelineError::Cancelled),
-        None => Ok(()),
+/// Which agent a turn uses.
+#[derive(Debug, Clone, Copy)]
+pub enum AgentChoice {
+    Id(Uuid),
+    /// The built-in general assistant (a company with no agent).
+    Builtin,
+}
+
+/// What stages 01–04 need: who, which agent, the message and the history before it.
+pub struct PrepareInput<'a> {
+    pub company_id: Uuid,
+    pub agent: AgentChoice,
+    pub customer_id: &'a str,
+    pub message: &'a str,
+    pub history: Vec<Message>,
+    pub channel: &'a str,
+    pub metadata: &'a serde_json::Map<String, Value>,
+    /// Overrides the agent's `memory_enabled` (a run's `memory_enabled`).
+    pub memory_enabled: Option<bool>,
+    /// A run's `mode`, given to the template.
+    pub mode: Option<&'a str>,
+}
+
+/// The outcome of stages 01–04, shared by `/v1/chat` and agent runs.
+pub struct Prepared {
+    pub loaded: Arc<LoadedAgent>,
+    pub linked: tools::Linked,
+    pub config_hit: bool,
+    pub memory_enabled: bool,
+    pub faqs: Vec<(optimizer::Faq, f32)>,
+    pub optimized: optimizer::OptimizedContext,
+    pub context_tokens: ContextTokens,
+    pub timings: StepTimings,
+    now: String,
+    customer: Value,
+    channel: String,
+    metadata: serde_json::Map<String, Value>,
+    mode: Option<String>,
+}
+
+impl Prepared {
+    /// The system prompt: the template with what the optimizer kept, and sections for what the
+    /// template does not place itself.
+    pub fn system_prompt(&self) -> Result<String, TemplateError> {
+        let spec = &self.loaded.agent.spec;
+        let memory: Vec<String> = self
+            .optimized
+            .memory
+            .iter()
+            .map(|m| m.text.clone())
+            .collect();
+        let knowledge: Vec<String> = self
+            .optimized
+            .knowledge
+            .iter()
+            .map(|k| k.text.clone())
+            .collect();
+        let faqs: Vec<Value> = self
+            .optimized
+            .faqs
+            .iter()
+            .map(|f| serde_json::json!({"question": f.question, "answer": f.answer}))
+            .collect();
+        let mut system = self.loaded.template.render(&PromptContext {
+            agent: serde_json::json!({"id": self.loaded.agent.id, "name": spec.name}),
+            personality: &spec.personality,
+            dialect: &spec.dialect,
+            customer: self.customer.clone(),
+            memory: memory.clone(),
+            knowledge: knowledge.clone(),
+            faqs,
+            scenarios: &spec.scenarios,
+            channel: &self.channel,
+            metadata: &self.metadata,
+            now: self.now.clone(),
+            mode: self.mode.as_deref(),
+        })?;
+        append_sections(
+            &mut system,
+            &self.loaded.template,
+            &memory,
+            &knowledge,
+            &self.optimized.faqs,
+        );
+        Ok(system)
+    }
+
+    /// The tools offered to the model (those the optimizer kept), none when the agent allows no
+    /// tool rounds.
+    pub fn messages(&self, system: String) -> Vec<Message> {
+        let mut messages = Vec::with_capacity(self.optimized.history.len() + 2);
+        messages.push(Message::system(system));
+        messages.extend(self.optimized.history.iter().cloned());
+        messages.push(Message::user(self.optimized.message.clone()));
+        messages
     }
 }
 
-/// Run the whole pipeline. With `events`, the model is streamed and deltas are sent as they
-/// arrive; `cancel` (a client disconnect) aborts the model call.
-pub async fn run(
-    state: &AppState,
-    input: ChatInput,
-    events: Option<mpsc::Sender<ChatEvent>>,
-    cancel: &CancellationToken,
-) -> Result<ChatReply, PipelineError> {
-    let started = Instant::now();
-    let mut t = StepTimings::default();
-    let events = events.as_ref();
+/// The built-in general assistant, for a company without agents.
+fn builtin_agent(company_id: Uuid) -> Result<Arc<LoadedAgent>, PipelineError> {
+    let spec = crate::agents::AgentSpec {
+        name: "General assistant".into(),
+        system_prompt: "You are {{ agent.name }}, a careful, capable assistant. Work step by step, use the tools you are given when they help, and finish with a clear answer.".into(),
+        ..Default::default()
+    };
+    let template = PromptTemplate::compile(&spec.system_prompt)?;
+    let at = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+    Ok(Arc::new(LoadedAgent {
+        agent: crate::agents::Agent {
+            id: Uuid::nil(),
+            company_id,
+            spec,
+            created_at: at,
+            updated_at: at,
+        },
+        template,
+    }))
+}
 
+/// Stages 01–04: the agent and its linked actions, customer memory, knowledge, and the token
+/// optimizer over the history. `extra_tools` are offered before the agent's actions.
+pub async fn prepare(
+    state: &AppState,
+    input: PrepareInput<'_>,
+    extra_tools: Vec<ToolDef>,
+) -> Result<Prepared, PipelineError> {
+    let mut t = StepTimings::default();
     // 01 config
     let s = Instant::now();
-    let (loaded, config_hit) = load_agent_counted(state, input.company_id, input.agent_id).await?;
+    let (loaded, config_hit) = match input.agent {
+        AgentChoice::Id(id) => load_agent_counted(state, input.company_id, id).await?,
+        AgentChoice::Builtin => (builtin_agent(input.company_id)?, false),
+    };
     let agent = &loaded.agent;
     let spec = &agent.spec;
     let settings = &spec.settings;
@@ -190,31 +283,27 @@ pub async fn run(
     } else {
         state.tools.linked(input.company_id, agent).await?
     };
-    let tools: Vec<ToolDef> = if settings.max_tool_rounds == 0 {
-        Vec::new()
-    } else {
-        linked.tool_defs()
-    };
+    let mut tool_defs = extra_tools;
+    if settings.max_tool_rounds > 0 {
+        tool_defs.extend(linked.tool_defs());
+    }
     t.config_load = ms(s);
 
-    // 02 memory (customer facts) and conversation history
+    // 02 memory (customer facts)
     let s = Instant::now();
-    let facts = if settings.memory_enabled {
+    let memory_enabled = input.memory_enabled.unwrap_or(settings.memory_enabled);
+    let facts = if memory_enabled {
         memory::recall(
             &state.store,
             input.company_id,
-            &input.customer_id,
+            input.customer_id,
             agent.id,
-            &input.message,
+            input.message,
         )
         .await?
     } else {
         Vec::new()
     };
-    let history = state
-        .store
-        .history(input.company_id, input.conversation_id, HISTORY)
-        .await?;
     t.memory_recall = ms(s);
 
     // 03 context
@@ -223,53 +312,39 @@ pub async fn run(
         state,
         input.company_id,
         agent,
-        &input.message,
+        input.message,
         settings.rag_top_k as usize,
     )
     .await?;
-    let faqs = context::ranked_faqs(spec, &input.message);
+    let faqs = context::ranked_faqs(spec, input.message);
     t.context_engine = ms(s);
 
     // 04 token optimizer
     let s = Instant::now();
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let agent_json = serde_json::json!({"id": agent.id, "name": spec.name});
-    let customer_json = serde_json::json!({"id": input.customer_id});
-    let prompt_ctx =
-        |memory: Vec<String>, knowledge: Vec<String>, faqs: Vec<Value>| PromptContext {
-            agent: agent_json.clone(),
-            personality: &spec.personality,
-            dialect: &spec.dialect,
-            customer: customer_json.clone(),
-            memory,
-            knowledge,
-            faqs,
-            scenarios: &spec.scenarios,
-            channel: &input.channel,
-            metadata: &input.metadata,
-            now: now.clone(),
-        };
-    let identity = loaded
-        .template
-        .render(&prompt_ctx(vec![], vec![], vec![]))?;
-    let history_msgs: Vec<Message> = history
-        .iter()
-        .map(|m| {
-            if m.role == "assistant" {
-                Message::assistant(m.content.clone())
-            } else {
-                Message::user(m.content.clone())
-            }
-        })
-        .collect();
+    let customer = serde_json::json!({"id": input.customer_id});
+    let identity = loaded.template.render(&PromptContext {
+        agent: serde_json::json!({"id": agent.id, "name": spec.name}),
+        personality: &spec.personality,
+        dialect: &spec.dialect,
+        customer: customer.clone(),
+        memory: vec![],
+        knowledge: vec![],
+        faqs: vec![],
+        scenarios: &spec.scenarios,
+        channel: input.channel,
+        metadata: input.metadata,
+        now: now.clone(),
+        mode: input.mode,
+    })?;
     let optimized = optimizer::optimize(
         ContextInput {
             identity,
-            message: input.message.clone(),
-            tools,
+            message: input.message.to_owned(),
+            tools: tool_defs,
             memory: facts,
             knowledge,
-            history: history_msgs,
+            history: input.history,
             faqs: faqs.iter().map(|(f, _)| f.clone()).collect(),
         },
         settings.token_budget as usize,
@@ -281,6 +356,89 @@ pub async fn run(
         savings_pct: report.savings_pct,
     };
     t.token_optimizer = ms(s);
+    Ok(Prepared {
+        loaded,
+        linked,
+        config_hit,
+        memory_enabled,
+        faqs,
+        optimized,
+        context_tokens,
+        timings: t,
+        now,
+        customer,
+        channel: input.channel.to_owned(),
+        metadata: input.metadata.clone(),
+        mode: input.mode.map(str::to_owned),
+    })
+}
+
+/// The history of a conversation as model messages.
+fn history_messages(history: &[crate::store::StoredMessage]) -> Vec<Message> {
+    history
+        .iter()
+        .map(|m| {
+            if m.role == "assistant" {
+                Message::assistant(m.content.clone())
+            } else {
+                Message::user(m.content.clone())
+            }
+        })
+        .collect()
+}
+
+/// A chat's sink: the stream's events (the loop's per-call usage and finished messages stay
+/// inside; the stream ends with the turn's own usage).
+struct ChatSink(Option<mpsc::Sender<Event>>);
+
+#[async_trait::async_trait]
+impl engine::Sink for ChatSink {
+    async fn emit(&self, event: Event) -> Result<(), PipelineError> {
+        match (&self.0, &event) {
+            (None, _) | (_, Event::Assistant { .. } | Event::Usage { .. }) => Ok(()),
+            (Some(tx), _) => tx.send(event).await.map_err(|_| PipelineError::Cancelled),
+        }
+    }
+}
+
+/// Run the whole pipeline. With `events`, the model is streamed and deltas are sent as they
+/// arrive; `cancel` (a client disconnect) aborts the model call.
+pub async fn run(
+    state: &AppState,
+    input: ChatInput,
+    events: Option<mpsc::Sender<Event>>,
+    cancel: &CancellationToken,
+) -> Result<ChatReply, PipelineError> {
+    let started = Instant::now();
+    let stream = events.is_some();
+    let sink = ChatSink(events);
+    use engine::Sink as _;
+
+    let history = state
+        .store
+        .history(input.company_id, input.conversation_id, HISTORY)
+        .await?;
+    let prepared = prepare(
+        state,
+        PrepareInput {
+            company_id: input.company_id,
+            agent: AgentChoice::Id(input.agent_id),
+            customer_id: &input.customer_id,
+            message: &input.message,
+            history: history_messages(&history),
+            channel: &input.channel,
+            metadata: &input.metadata,
+            memory_enabled: None,
+            mode: None,
+        },
+        Vec::new(),
+    )
+    .await?;
+    let mut t = prepared.timings.clone();
+    let settings = &prepared.loaded.agent.spec.settings;
+    let context_tokens = prepared.context_tokens.clone();
+    let config_hit = prepared.config_hit;
+    let optimized = &prepared.optimized;
 
     // 05 cache
     let s = Instant::now();
@@ -288,7 +446,7 @@ pub async fn run(
         cache::lookup(
             &state.store,
             input.company_id,
-            agent.id,
+            input.agent_id,
             &input.message,
             settings.cache_threshold,
         )
@@ -302,15 +460,11 @@ pub async fn run(
         metrics::counter!("cortex_answer_cache_lookups_total", "result" => result).increment(1);
     }
     if let Some(answer) = cached {
-        emit(events, ChatEvent::TextDelta(answer.clone())).await?;
-        emit(
-            events,
-            ChatEvent::Usage {
-                input: 0,
-                output: 0,
-            },
-        )
+        sink.emit(Event::TextDelta {
+            delta: answer.clone(),
+        })
         .await?;
+        sink.usage(0, 0, 0).await?;
         let reply = ChatReply {
             reply: answer,
             model_used: "cache".into(),
@@ -326,7 +480,7 @@ pub async fn run(
             step_timings: t,
         };
         let reply = finish(state, &input, reply, "", started, false, (config_hit, None)).await?;
-        spawn_post_actions(state, &input, &reply, &linked);
+        spawn_post_actions(state, &input, &reply, &prepared.linked);
         return Ok(reply);
     }
 
@@ -341,68 +495,39 @@ pub async fn run(
 
     // 07 compiler
     let s = Instant::now();
-    let memory_texts: Vec<String> = optimized.memory.iter().map(|m| m.text.clone()).collect();
-    let knowledge_texts: Vec<String> = optimized.knowledge.iter().map(|k| k.text.clone()).collect();
-    let faq_values: Vec<Value> = optimized
-        .faqs
-        .iter()
-        .map(|f| serde_json::json!({"question": f.question, "answer": f.answer}))
-        .collect();
-    let mut system = loaded.template.render(&prompt_ctx(
-        memory_texts.clone(),
-        knowledge_texts.clone(),
-        faq_values,
-    ))?;
-    append_sections(
-        &mut system,
-        &loaded.template,
-        &memory_texts,
-        &knowledge_texts,
-        &optimized.faqs,
-    );
-
+    let system = prepared.system_prompt()?;
     let outcome = match &state.llm {
         Some(llm) => {
-            let mut messages = Vec::with_capacity(optimized.history.len() + 2);
-            messages.push(Message::system(system));
-            messages.extend(optimized.history.iter().cloned());
-            messages.push(Message::user(input.message.clone()));
-            let loop_cfg = ToolLoop {
+            let cfg = engine::LoopConfig {
                 tier: decision.tier,
                 tools: &optimized.tools,
                 max_rounds: settings.max_tool_rounds.min(5),
                 temperature: settings.temperature,
                 max_tokens: settings.max_tokens,
+                stream,
             };
-            compile_with_model(
-                state, llm, &linked, loop_cfg, messages, events, cancel, &mut t,
-            )
-            .await?
+            let tools = ActionSet {
+                state,
+                linked: &prepared.linked,
+            };
+            engine::run_loop(llm, cfg, &tools, prepared.messages(system), &sink, cancel).await?
         }
         None => {
-            let reply = extractive::answer(&input.message, &faqs, &optimized.knowledge);
-            emit(events, ChatEvent::TextDelta(reply.clone())).await?;
-            let output = cortex_llm::tokens::count_tokens(&reply) as u64;
-            Compiled {
-                reply,
-                model_used: "extractive".into(),
-                model: String::new(),
-                usage: Usage {
-                    input_tokens: report.after as u64,
-                    output_tokens: output,
-                },
-                cost_usd: 0.0,
-                actions_executed: vec![],
-            }
+            let reply = extractive::answer(&input.message, &prepared.faqs, &optimized.knowledge);
+            sink.emit(Event::TextDelta {
+                delta: reply.clone(),
+            })
+            .await?;
+            extractive_outcome(reply, optimized.report.after as u64)
         }
     };
     t.agent_compiler = ms(s);
-    emit(
-        events,
-        ChatEvent::Usage {
-            input: outcome.usage.input_tokens,
-            output: outcome.usage.output_tokens,
-        },
+    t.tool_call_rounds = u64::from(outcome.rounds);
+    t.tool_execution = outcome.tool_ms;
+    sink.usage(
+        outcome.usage.input_tokens,
+        outcome.usage.output_tokens,
+        outcome.cost_microusd,
     )
     .await?;
 
@@ -421,7 +546,7 @@ pub async fn run(
         tokens: TokenUsage {
             input: outcome.usage.input_tokens,
             output: outcome.usage.output_tokens,
-            cost_usd: outcome.cost_usd,
+            cost_usd: outcome.cost_microusd as f64 / 1e6,
         },
         context_tokens,
         step_timings: t,
@@ -438,11 +563,64 @@ pub async fn run(
         counted,
     )
     .await?;
-    if settings.memory_enabled && state.llm.is_some() && state.config.memory.extract_facts {
+    if prepared.memory_enabled && state.llm.is_some() && state.config.memory.extract_facts {
         spawn_extraction(state, &input, &reply.reply);
     }
-    spawn_post_actions(state, &input, &reply, &linked);
+    spawn_post_actions(state, &input, &reply, &prepared.linked);
     Ok(reply)
+}
+
+impl ChatSink {
+    /// The turn's usage, the last event before `complete`.
+    async fn usage(
+        &self,
+        input: u64,
+        output: u64,
+        cost_microusd: i64,
+    ) -> Result<(), PipelineError> {
+        let Some(tx) = &self.0 else { return Ok(()) };
+        tx.send(Event::Usage {
+            input_tokens: input,
+            output_tokens: output,
+            cost_usd: cost_microusd as f64 / 1e6,
+        })
+        .await
+        .map_err(|_| PipelineError::Cancelled)
+    }
+}
+
+/// The zero-configuration responder's answer as a loop outcome.
+pub fn extractive_outcome(reply: String, input_tokens: u64) -> engine::Outcome {
+    let output = cortex_llm::tokens::count_tokens(&reply) as u64;
+    engine::Outcome {
+        reply,
+        model_used: "extractive".into(),
+        model: String::new(),
+        usage: Usage {
+            input_tokens,
+            output_tokens: output,
+        },
+        cost_microusd: 0,
+        actions_executed: vec![],
+        rounds: 0,
+        tool_ms: 0,
+    }
+}
+
+/// An agent's linked actions as a loop's tool set.
+pub struct ActionSet<'a> {
+    pub state: &'a AppState,
+    pub linked: &'a tools::Linked,
+}
+
+#[async_trait::async_trait]
+impl engine::ToolSet for ActionSet<'_> {
+    fn defs(&self) -> Vec<ToolDef> {
+        self.linked.tool_defs()
+    }
+    async fn execute(&self, call: &cortex_llm::ToolCall) -> tools::ToolOutcome {
+        self.state.tools.execute(self.linked, call).await
+    }
 }
 
 /// Sections for what the template does not place itself.
@@ -500,7 +678,8 @@ async fn finish(
                 model: model.to_owned(),
                 input_tokens: reply.tokens.input as i64,
                 output_tokens: reply.tokens.output as i64,
-                cost_usd: reply.tokens.cost_usd,
+                // Exact: the reply's cost is the micro-USD sum divided by 10^6.
+                cost_microusd: engine::micro_usd(reply.tokens.cost_usd),
                 cached: reply.cached,
                 tool_rounds: reply.step_timings.tool_call_rounds as i64,
                 latency_ms: reply.latency_ms as i64,
@@ -608,149 +787,4 @@ fn record_metrics(state: &AppState, reply: &ChatReply, config_hit: bool, routed:
         model_ms: model_answered.then_some(t.agent_compiler),
         tool_rounds: t.tool_call_rounds,
     });
-}
-
-struct Compiled {
-    reply: String,
-    model_used: String,
-    model: String,
-    usage: Usage,
-    cost_usd: f64,
-    actions_executed: Vec<String>,
-}
-
-struct ToolLoop<'a> {
-    tier: Tier,
-    tools: &'a [ToolDef],
-    max_rounds: u32,
-    temperature: Option<f32>,
-    max_tokens: Option<u32>,
-}
-
-/// Text the customer gets when the model still asked for tools at the round limit.
-const NO_ANSWER: &str = "I'm sorry, I couldn't complete that request right now.";
-
-/// Call the model; run requested tools and call again, at most `max_rounds` times, then force a
-/// text answer (tool choice `none`).
-#[allow(clippy::too_many_arguments)]
-async fn compile_with_model(
-    state: &AppState,
-    llm: &cortex_llm::TieredClient,
-    linked: &tools::Linked,
-    cfg: ToolLoop<'_>,
-    mut messages: Vec<Message>,
-    events: Option<&mpsc::Sender<ChatEvent>>,
-    cancel: &CancellationToken,
-    t: &mut StepTimings,
-) -> Result<Compiled, PipelineError> {
-    let mut usage = Usage::default();
-    let mut cost = 0.0;
-    let mut actions_executed = Vec::new();
-    let mut rounds = 0u32;
-    loop {
-        let force_text = rounds >= cfg.max_rounds;
-        let mut req = ChatRequest::new("", messages.clone());
-        if !cfg.tools.is_empty() {
-            req = req.with_tools(cfg.tools.to_vec());
-            if force_text {
-                req = req.with_tool_choice(ToolChoice::None);
-            }
-        }
-        if let Some(temp) = cfg.temperature {
-            req = req.with_temperature(temp);
-        }
-        if let Some(max) = cfg.max_tokens {
-            req = req.with_max_tokens(max);
-        }
-        let (response, answered_by) = match events {
-            None => {
-                let out = cortex_llm::with_cancel(cancel, llm.chat(cfg.tier, &req)).await?;
-                (out.response, out.answered_by)
-            }
-            Some(tx) => {
-                let out = cortex_llm::with_cancel(cancel, llm.chat_stream(cfg.tier, &req)).await?;
-                let mut stream = out.stream;
-                let mut done = None;
-                loop {
-                    let next = tokio::select! {
-                        () = cancel.cancelled() => return Err(PipelineError::Cancelled),
-                        n = stream.next() => n,
-                    };
-                    match next {
-                        Some(Ok(StreamEvent::TextDelta(d))) => {
-                            tx.send(ChatEvent::TextDelta(d))
-                                .await
-                                .map_err(|_| PipelineError::Cancelled)?;
-                        }
-                        Some(Ok(StreamEvent::Done(resp))) => done = Some(resp),
-                        Some(Ok(_)) => {}
-                        Some(Err(e)) => return Err(e.into()),
-                        None => break,
-                    }
-                }
-                let resp = done.ok_or_else(|| {
-                    LlmError::Decode("stream ended without a final response".into())
-                })?;
-                (resp, out.answered_by)
-            }
-        };
-        usage += response.usage;
-        cost += llm.cost_usd(&answered_by.model, &response.usage);
-        let model_used = answered_by.tier.unwrap_or(cfg.tier).as_str().to_owned();
-        if response.tool_calls.is_empty() || force_text {
-            let reply = if response.content.trim().is_empty() && !response.tool_calls.is_empty() {
-                emit(events, ChatEvent::TextDelta(NO_ANSWER.into())).await?;
-                NO_ANSWER.to_owned()
-            } else {
-                response.content.clone()
-            };
-            t.tool_call_rounds = u64::from(rounds);
-            return Ok(Compiled {
-                reply,
-                model_used,
-                model: answered_by.model,
-                usage,
-                cost_usd: cost,
-                actions_executed,
-            });
-        }
-        rounds += 1;
-        messages.push(Message::assistant_tool_calls(
-            response.content.clone(),
-            response.tool_calls.clone(),
-        ));
-        for call in &response.tool_calls {
-            let arguments: Value = serde_json::from_str(&call.arguments)
-                .unwrap_or(Value::String(call.arguments.clone()));
-            emit(
-                events,
-                ChatEvent::ToolCall {
-                    name: call.name.clone(),
-                    arguments,
-                },
-            )
-            .await?;
-            let s = Instant::now();
-            let outcome = state.tools.execute(linked, call).await;
-            t.tool_execution += ms(s);
-            metrics::counter!("cortex_tool_calls_total", "ok" => if outcome.ok { "true" } else { "false" }).increment(1);
-            emit(
-                events,
-                ChatEvent::ToolResult {
-                    name: call.name.clone(),
-                    ok: outcome.ok,
-                    latency_ms: outcome.latency_ms,
-                },
-            )
-            .await?;
-            if outcome.ok && !actions_executed.contains(&call.name) {
-                actions_executed.push(call.name.clone());
-            }
-            messages.push(Message::tool_result(
-                call.id.clone(),
-                call.name.clone(),
-                outcome.content,
-            ));
-        }
-    }
 }

@@ -25,7 +25,8 @@ pub struct Turn {
     pub model: String,
     pub input_tokens: i64,
     pub output_tokens: i64,
-    pub cost_usd: f64,
+    /// Integer micro-USD; debited from a metered company's credits with the turn.
+    pub cost_microusd: i64,
     pub cached: bool,
     pub tool_rounds: i64,
     pub latency_ms: i64,
@@ -105,8 +106,8 @@ impl ConversationStore for SqlStore {
         .await?;
         sqlx::query(
             "INSERT INTO usage_events (id, company_id, agent_id, conversation_id, model_used, model, input_tokens, \
-             output_tokens, cost_usd, cached, tool_rounds, latency_ms, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             output_tokens, cost_usd, cost_microusd, cached, tool_rounds, latency_ms, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(new_id().to_string())
         .bind(&company)
@@ -116,13 +117,15 @@ impl ConversationStore for SqlStore {
         .bind(&t.model)
         .bind(t.input_tokens)
         .bind(t.output_tokens)
-        .bind(t.cost_usd)
+        .bind(t.cost_microusd as f64 / 1e6)
+        .bind(t.cost_microusd)
         .bind(i64::from(t.cached))
         .bind(t.tool_rounds)
         .bind(t.latency_ms)
         .bind(&reply_at)
         .execute(&mut *tx)
         .await?;
+        super::runs::debit(&mut tx, &company, t.cost_microusd).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -16,6 +16,7 @@ mod conversations;
 mod knowledge;
 mod memory;
 mod public_keys;
+mod runs;
 mod users;
 
 use std::str::FromStr;
@@ -36,6 +37,10 @@ pub use conversations::{ConversationStore, StoredMessage, Turn};
 pub use knowledge::{EmbeddingInfo, KnowledgeStore, decode_vector, encode_vector};
 pub use memory::{Fact, MemoryStore, NewFact};
 pub use public_keys::{PublicKey, PublicKeyStore};
+pub use runs::{
+    NewFile, NewMessage, Project, Run, StartPlan, StartRefusal, Started, Thread, ThreadMessage,
+    ThreadTarget, UsageRow, UsageTotals,
+};
 pub use users::{Role, User, UserStore};
 
 /// Which database the store talks to.

@@ -20,5 +20,6 @@ mod limits;
 mod memory;
 mod metrics;
 mod portal;
+mod runs;
 mod scaled_out;
 mod sdk;

@@ -1,6 +1,8 @@
 //! Agents: what an agent is (its configuration), how it is validated, and the config cache that
 //! stage 01 of the pipeline and `GET /v1/agents/{id}/config` share.
 
+pub mod template;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -106,6 +108,9 @@ pub struct AgentSpec {
     pub action_ids: Vec<Uuid>,
     pub knowledge_documents: Vec<KnowledgeDocument>,
     pub settings: AgentSettings,
+    /// The company's default agent for runs started without `agent_id` (the most recently
+    /// updated one marked so; else the oldest agent).
+    pub is_default: bool,
 }
 
 /// A stored agent.
@@ -121,7 +126,7 @@ pub struct Agent {
 /// A loaded agent with its compiled prompt template, as the pipeline uses it.
 pub struct LoadedAgent {
     pub agent: Agent,
-    pub template: crate::pipeline::template::PromptTemplate,
+    pub template: template::PromptTemplate,
 }
 
 /// In-process cache of loaded agents (TTL 5 minutes). Updates and deletes invalidate the entry

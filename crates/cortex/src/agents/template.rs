@@ -56,6 +56,8 @@ pub struct PromptContext<'a> {
     pub channel: &'a str,
     pub metadata: &'a serde_json::Map<String, serde_json::Value>,
     pub now: String,
+    /// A run's `mode` (`code`, `chat`, …); absent for chats.
+    pub mode: Option<&'a str>,
 }
 
 /// A compiled prompt template.
@@ -132,6 +134,7 @@ mod tests {
             channel: "web",
             metadata: m,
             now: "2026-01-01T00:00:00Z".into(),
+            mode: None,
         }
     }
 
