@@ -335,6 +335,26 @@ pub fn missing(what: &'static str) -> impl Fn(crate::store::StoreError) -> ApiEr
     }
 }
 
+/// A `multipart/form-data` body; anything else is a `400` in the contract's envelope (axum's
+/// own rejection is plain text).
+pub struct Form(pub axum::extract::Multipart);
+
+impl<S: Send + Sync> FromRequest<S> for Form {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Multipart::from_request(req, state)
+            .await
+            .map(Form)
+            .map_err(|e| {
+                ApiError::BadRequest(format!(
+                    "Expected a multipart/form-data body ({})",
+                    e.body_text()
+                ))
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 //! error`).
 
 use axum::Json;
-use axum::extract::{Multipart, Path, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -465,7 +465,7 @@ pub async fn ingest_file(
 pub async fn upload(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    mut form: Multipart,
+    super::extract::Form(mut form): super::extract::Form,
 ) -> ApiResult<Json<IngestResult>> {
     require_admin(&caller, "knowledge sources")?;
     let limit = state.config.limits.upload_bytes;

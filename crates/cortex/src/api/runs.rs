@@ -316,7 +316,7 @@ fn refusal(e: StartRefusal) -> ApiError {
 pub async fn start(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    form: Multipart,
+    super::extract::Form(form): super::extract::Form,
 ) -> ApiResult<Json<StartResponse>> {
     require_runs(&caller)?;
     if state.is_shutting_down() {

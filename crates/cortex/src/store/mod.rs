@@ -299,6 +299,41 @@ impl SqlStore {
     }
 }
 
+impl SqlStore {
+    /// One page of the rows of one thing of a company (a thread's runs, its messages): `count`
+    /// binds `$1` company id and `$2` scope id, `list` also `$3` limit and `$4` offset.
+    pub(crate) async fn scoped_page<R, T>(
+        &self,
+        count: &'static str,
+        list: &'static str,
+        company_id: Uuid,
+        scope_id: Uuid,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Page<T>>
+    where
+        R: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+        T: TryFrom<R, Error = StoreError>,
+    {
+        let total: i64 = sqlx::query_scalar(count)
+            .bind(company_id.to_string())
+            .bind(scope_id.to_string())
+            .fetch_one(self.pool())
+            .await?;
+        let items = sqlx::query_as::<_, R>(list)
+            .bind(company_id.to_string())
+            .bind(scope_id.to_string())
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(self.pool())
+            .await?
+            .into_iter()
+            .map(T::try_from)
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Page { items, total })
+    }
+}
+
 /// One row changed, or there is no such row (in this company).
 pub(crate) fn one_row(done: sqlx::any::AnyQueryResult) -> StoreResult<()> {
     if done.rows_affected() == 1 {

@@ -304,6 +304,15 @@ impl From<FrameRow> for Frame {
     }
 }
 
+/// `(company, thread, run)` ids of node-level run look-ups.
+type RunRef = (Uuid, Uuid, Uuid);
+
+fn run_refs(rows: &[(String, String, String)]) -> StoreResult<Vec<RunRef>> {
+    rows.iter()
+        .map(|(c, t, r)| Ok((parse_id(c)?, parse_id(t)?, parse_id(r)?)))
+        .collect()
+}
+
 macro_rules! run_columns {
     () => {
         "id, company_id, thread_id, project_id, agent_id, status, model_name, mode, memory_enabled, \
@@ -669,28 +678,19 @@ impl SqlStore {
         limit: i64,
         offset: i64,
     ) -> StoreResult<Page<Run>> {
-        let total: i64 = sqlx::query_scalar(
+        self.scoped_page::<RunRow, Run>(
             "SELECT COUNT(*) FROM agent_runs WHERE company_id = $1 AND thread_id = $2",
+            concat!(
+                "SELECT ",
+                run_columns!(),
+                " FROM agent_runs WHERE company_id = $1 AND thread_id = $2 ORDER BY started_at DESC, id DESC LIMIT $3 OFFSET $4"
+            ),
+            company_id,
+            thread_id,
+            limit,
+            offset,
         )
-        .bind(company_id.to_string())
-        .bind(thread_id.to_string())
-        .fetch_one(self.pool())
-        .await?;
-        let items = sqlx::query_as::<_, RunRow>(concat!(
-            "SELECT ",
-            run_columns!(),
-            " FROM agent_runs WHERE company_id = $1 AND thread_id = $2 ORDER BY started_at DESC, id DESC LIMIT $3 OFFSET $4"
-        ))
-        .bind(company_id.to_string())
-        .bind(thread_id.to_string())
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(self.pool())
-        .await?
-        .into_iter()
-        .map(Run::try_from)
-        .collect::<StoreResult<Vec<_>>>()?;
-        Ok(Page { items, total })
+        .await
     }
 
     /// The ids of a company's running runs on some threads (to stop them before a delete).
@@ -993,7 +993,7 @@ impl SqlStore {
 
     /// Running runs whose lease ran out (their node died), or, with `node`, every running run
     /// of that node (its leftovers at start-up). Node-level: `(company, thread, run)`.
-    pub async fn orphaned_runs(&self, node: Option<&str>) -> StoreResult<Vec<(Uuid, Uuid, Uuid)>> {
+    pub async fn orphaned_runs(&self, node: Option<&str>) -> StoreResult<Vec<RunRef>> {
         let rows: Vec<(String, String, String)> = sqlx::query_as(
             "SELECT company_id, thread_id, id FROM agent_runs WHERE status = 'running' \
              AND (($1 IS NULL AND lease_until < $2) OR node_id = $1)",
@@ -1002,33 +1002,17 @@ impl SqlStore {
         .bind(fmt_ts(now()))
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|(c, t, r)| {
-                Ok((
-                    super::parse_id(c)?,
-                    super::parse_id(t)?,
-                    super::parse_id(r)?,
-                ))
-            })
-            .collect()
+        run_refs(&rows)
     }
 
     /// Every running run, `(company, thread, run)` (a single node's leftovers at start-up).
-    pub async fn running_runs_everywhere(&self) -> StoreResult<Vec<(Uuid, Uuid, Uuid)>> {
+    pub async fn running_runs_everywhere(&self) -> StoreResult<Vec<RunRef>> {
         let rows: Vec<(String, String, String)> = sqlx::query_as(
             "SELECT company_id, thread_id, id FROM agent_runs WHERE status = 'running'",
         )
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|(c, t, r)| {
-                Ok((
-                    super::parse_id(c)?,
-                    super::parse_id(t)?,
-                    super::parse_id(r)?,
-                ))
-            })
-            .collect()
+        run_refs(&rows)
     }
 
     /// How many of `ids` are runs in the database (system metrics; no tenant data).
@@ -1132,27 +1116,16 @@ impl SqlStore {
         limit: i64,
         offset: i64,
     ) -> StoreResult<Page<ThreadMessage>> {
-        let total: i64 = sqlx::query_scalar(
+        self.scoped_page::<MessageRow, ThreadMessage>(
             "SELECT COUNT(*) FROM thread_messages WHERE company_id = $1 AND thread_id = $2",
-        )
-        .bind(company_id.to_string())
-        .bind(thread_id.to_string())
-        .fetch_one(self.pool())
-        .await?;
-        let items = sqlx::query_as::<_, MessageRow>(
             "SELECT id, thread_id, run_id, kind, content, created_at FROM thread_messages \
              WHERE company_id = $1 AND thread_id = $2 ORDER BY created_at, id LIMIT $3 OFFSET $4",
+            company_id,
+            thread_id,
+            limit,
+            offset,
         )
-        .bind(company_id.to_string())
-        .bind(thread_id.to_string())
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(self.pool())
-        .await?
-        .into_iter()
-        .map(ThreadMessage::try_from)
-        .collect::<StoreResult<Vec<_>>>()?;
-        Ok(Page { items, total })
+        .await
     }
 
     /// The newest `limit` messages of a thread, oldest first (a run's history).

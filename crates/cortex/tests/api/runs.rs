@@ -418,6 +418,26 @@ async fn stop_during_a_streaming_call(b: Backend) {
     assert_eq!(e.finished(&run2).await["status"], "completed");
 }
 
+/// An agent whose one tool `name` is a GET of `url` without parameters.
+async fn agent_with_tool(e: &Env, name: &str, url: &str) -> String {
+    let action = e
+        .app
+        .post(
+            "/v1/actions",
+            &e.s,
+            json!({"name": name, "description": "Looks something up", "method": "GET",
+                   "webhook_url": url, "parameters_schema": {"type": "object", "properties": {}}}),
+        )
+        .await;
+    assert_eq!(action.status, 201, "{}", action.body);
+    e.app
+        .create_agent(
+            &e.s,
+            json!({"name": name, "action_ids": [action.body["id"]]}),
+        )
+        .await
+}
+
 /// A webhook that answers after `delay`.
 async fn slow_receiver(delay: Duration) -> String {
     let app = axum::Router::new().fallback(move || async move {
@@ -435,24 +455,7 @@ async fn slow_receiver(delay: Duration) -> String {
 async fn stop_during_a_slow_tool_call(b: Backend) {
     let e = env(b).await;
     let base = slow_receiver(Duration::from_secs(10)).await;
-    let action = e
-        .app
-        .post(
-            "/v1/actions",
-            &e.s,
-            json!({"name": "slow_lookup", "description": "Looks something up slowly",
-                   "method": "GET", "webhook_url": format!("{base}/lookup"),
-                   "parameters_schema": {"type": "object", "properties": {}}}),
-        )
-        .await;
-    assert_eq!(action.status, 201, "{}", action.body);
-    let agent = e
-        .app
-        .create_agent(
-            &e.s,
-            json!({"name": "Tooler", "action_ids": [action.body["id"]]}),
-        )
-        .await;
+    let agent = agent_with_tool(&e, "slow_lookup", &format!("{base}/lookup")).await;
     e.fake.push(Step::tool_call("slow_lookup", json!({})));
     let (run, _) = e
         .start_ok(&[("prompt", "look it up"), ("agent_id", &agent)])
@@ -505,23 +508,7 @@ async fn a_run_past_its_time_fails_with_timeout(b: Backend) {
 async fn the_step_limit_forces_a_final_answer(b: Backend) {
     let e = env_with(b, |c| c.runs.max_steps = 3).await;
     let recv = crate::helpers::Receiver::start().await;
-    let action = e
-        .app
-        .post(
-            "/v1/actions",
-            &e.s,
-            json!({"name": "check_order", "description": "Order status", "method": "GET",
-                   "webhook_url": format!("{}/orders", recv.base),
-                   "parameters_schema": {"type": "object", "properties": {}}}),
-        )
-        .await;
-    let agent = e
-        .app
-        .create_agent(
-            &e.s,
-            json!({"name": "Loop", "action_ids": [action.body["id"]]}),
-        )
-        .await;
+    let agent = agent_with_tool(&e, "check_order", &format!("{}/orders", recv.base)).await;
     e.fake
         .push(Step::tool_call("check_order", json!({})).forever());
     let (run, thread) = e
@@ -806,23 +793,7 @@ async fn credits_are_debited_and_exhausted_credits_refuse_work(b: Backend) {
     let billing = e.app.get("/v1/billing", &e.s).await;
     assert_eq!(billing.body["credits_usd"], 1.5);
     let recv = crate::helpers::Receiver::start().await;
-    let action = e
-        .app
-        .post(
-            "/v1/actions",
-            &e.s,
-            json!({"name": "check_order", "description": "Order status", "method": "GET",
-                   "webhook_url": format!("{}/orders", recv.base),
-                   "parameters_schema": {"type": "object", "properties": {}}}),
-        )
-        .await;
-    let agent = e
-        .app
-        .create_agent(
-            &e.s,
-            json!({"name": "Costly", "action_ids": [action.body["id"]]}),
-        )
-        .await;
+    let agent = agent_with_tool(&e, "check_order", &format!("{}/orders", recv.base)).await;
     // m-nano costs $1 per million input tokens: each call costs $1.
     e.fake.push(
         Step::tool_call("check_order", json!({}))
