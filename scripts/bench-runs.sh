@@ -3,11 +3,13 @@
 # OpenAI-compatible model in a separate process: /v1/agent/start latency (c=1, c=32), start →
 # first event at a viewer, N viewers over M runs (memory per viewer, CPU, events lost), resume.
 # Usage: scripts/bench-runs.sh [runs] [viewers-per-run]
+#   CORTEX_BENCH_FAKE_LATENCY_MS=60000 STARTS_ONLY=true scripts/bench-runs.sh: starts alone, the
+#   runs waiting on a slow model instead of writing their events beside the starts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS="${1:-100}"; VIEWERS="${2:-100}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cortex-target}"
-NO_BUILD="${CORTEX_BENCH_NO_BUILD:-}"; DEBUG="${CORTEX_BENCH_DEBUG:-}"; unset CORTEX_BENCH_NO_BUILD CORTEX_BENCH_DEBUG
+NO_BUILD="${CORTEX_BENCH_NO_BUILD:-}"; DEBUG="${CORTEX_BENCH_DEBUG:-}"; FAKE_LATENCY="${CORTEX_BENCH_FAKE_LATENCY_MS:-0}"; STARTS_ONLY="${STARTS_ONLY:-false}"; unset CORTEX_BENCH_NO_BUILD CORTEX_BENCH_DEBUG CORTEX_BENCH_FAKE_LATENCY_MS
 [ -n "$NO_BUILD" ] || cargo build --release -q -p cortex -p cortex-fakellm --bins --examples
 BIN="$CARGO_TARGET_DIR/release"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -15,7 +17,7 @@ dir=$(mktemp -d)
 cleanup() { [ -n "$DEBUG" ] && tail -n 20 "$dir/server.log" "$dir/fake.log"; kill "${fake_pid:-}" "${srv_pid:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"; }
 trap cleanup EXIT
 
-"$BIN/cortex-fakellm" --bind 127.0.0.1:0 --latency-ms 0 >"$dir/fake.log" 2>&1 &
+"$BIN/cortex-fakellm" --bind 127.0.0.1:0 --latency-ms "$FAKE_LATENCY" >"$dir/fake.log" 2>&1 &
 fake_pid=$!
 for _ in $(seq 1 50); do grep -q listening "$dir/fake.log" 2>/dev/null && break; sleep 0.1; done
 FAKE=$(head -1 "$dir/fake.log" | awk '{print $3}')
@@ -32,4 +34,4 @@ token=$(curl -sf -X POST "$API/portal/api/login" -H 'content-type: application/j
 key=$(curl -sf -X POST "$API/portal/api/keys" -H "authorization: Bearer $token" -H 'content-type: application/json' \
   -d '{"name":"bench"}' | python3 -c 'import sys,json;print(json.load(sys.stdin)["key"])')
 "$BIN/examples/runs_bench" --api "$API" --key "$key" --fake "$FAKE" --server-pid "$srv_pid" \
-  --runs "$RUNS" --viewers-per-run "$VIEWERS"
+  --runs "$RUNS" --viewers-per-run "$VIEWERS" --starts-only "${STARTS_ONLY:-false}"

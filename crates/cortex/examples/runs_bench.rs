@@ -22,6 +22,8 @@ struct Args {
     starts: usize,
     runs: usize,
     viewers: usize,
+    /// Only the start-latency phase (e.g. with a slow model, to measure starts alone).
+    starts_only: bool,
 }
 
 fn args() -> Args {
@@ -33,6 +35,7 @@ fn args() -> Args {
         starts: 400,
         runs: 100,
         viewers: 100,
+        starts_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -45,6 +48,7 @@ fn args() -> Args {
             "--starts" => a.starts = v.parse().unwrap(),
             "--runs" => a.runs = v.parse().unwrap(),
             "--viewers-per-run" => a.viewers = v.parse().unwrap(),
+            "--starts-only" => a.starts_only = v == "true",
             other => panic!("unknown flag {other}"),
         }
     }
@@ -215,6 +219,10 @@ async fn main() {
             pct(&mut lat, 0.99)
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
+    if a.starts_only {
+        return;
     }
 
     // 2. Start → first event and first text at a viewer (sequential).

@@ -371,6 +371,19 @@ async fn insert_messages(
     run_id: Option<&str>,
     messages: &[NewMessage],
 ) -> StoreResult<()> {
+    insert_messages_at(conn, company_id, thread_id, run_id, messages, true).await
+}
+
+/// [`insert_messages`]; `touch` also moves the thread's `updated_at` (not needed for a thread
+/// created in the same transaction).
+async fn insert_messages_at(
+    conn: &mut AnyConnection,
+    company_id: &str,
+    thread_id: &str,
+    run_id: Option<&str>,
+    messages: &[NewMessage],
+    touch: bool,
+) -> StoreResult<()> {
     let base = now();
     for (i, m) in messages.iter().enumerate() {
         // Messages written together keep their order within one microsecond.
@@ -389,7 +402,7 @@ async fn insert_messages(
         .execute(&mut *conn)
         .await?;
     }
-    if !messages.is_empty() {
+    if touch && !messages.is_empty() {
         sqlx::query("UPDATE threads SET updated_at = $1 WHERE id = $2")
             .bind(fmt_ts(base))
             .bind(thread_id)
@@ -453,19 +466,16 @@ impl SqlStore {
         let company = plan.company_id.to_string();
         let _writer = self.writer().await;
         let mut tx = self.pool().begin().await?;
-        let locked = sqlx::query("UPDATE companies SET plan = plan WHERE id = $1")
-            .bind(&company)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if locked != 1 {
+        // Lock the company row and read its balance in one statement.
+        let credits: Option<Option<i64>> = sqlx::query_scalar(
+            "UPDATE companies SET plan = plan WHERE id = $1 RETURNING credits_microusd",
+        )
+        .bind(&company)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(credits) = credits else {
             return Err(StartRefusal::NotFound("Company"));
-        }
-        let credits: Option<i64> =
-            sqlx::query_scalar("SELECT credits_microusd FROM companies WHERE id = $1")
-                .bind(&company)
-                .fetch_one(&mut *tx)
-                .await?;
+        };
         if credits.is_some_and(|c| c <= 0) {
             return Err(StartRefusal::InsufficientCredits);
         }
@@ -546,22 +556,35 @@ impl SqlStore {
             .await
             .map_err(|e| StoreError::from_insert(e, "thread"))?;
         }
-        let running: Vec<String> = sqlx::query_scalar(
-            "SELECT thread_id FROM agent_runs WHERE company_id = $1 AND status = 'running' ORDER BY started_at",
+        // A thread created just now cannot be busy; an existing one is checked by its index.
+        if create_thread.is_none() {
+            let busy: Option<String> = sqlx::query_scalar(
+                "SELECT id FROM agent_runs WHERE thread_id = $1 AND status = 'running'",
+            )
+            .bind(thread.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if busy.is_some() {
+                return Err(StartRefusal::Busy);
+            }
+        }
+        // Counted, not listed: the ids are read only for a refusal.
+        let running: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM agent_runs WHERE company_id = $1 AND status = 'running'",
         )
         .bind(&company)
-        .fetch_all(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
-        if running.iter().any(|t| *t == thread.to_string()) {
-            return Err(StartRefusal::Busy);
-        }
-        if running.len() as u64 >= u64::from(plan.concurrent_runs) {
+        if running as u64 >= u64::from(plan.concurrent_runs) {
+            let ids: Vec<String> = sqlx::query_scalar(
+                "SELECT thread_id FROM agent_runs WHERE company_id = $1 AND status = 'running' ORDER BY started_at",
+            )
+            .bind(&company)
+            .fetch_all(&mut *tx)
+            .await?;
             return Err(StartRefusal::RunLimit {
-                running_thread_ids: running
-                    .iter()
-                    .filter_map(|t| Uuid::parse_str(t).ok())
-                    .collect(),
-                running_count: running.len() as u64,
+                running_thread_ids: ids.iter().filter_map(|t| Uuid::parse_str(t).ok()).collect(),
+                running_count: running as u64,
                 limit: plan.concurrent_runs,
             });
         }
@@ -573,7 +596,8 @@ impl SqlStore {
                 kind: "user",
                 content: prompt.clone(),
             };
-            insert_messages(&mut tx, &company, &thread_s, Some(&run_s), &[msg]).await?;
+            let touch = create_thread.is_none();
+            insert_messages_at(&mut tx, &company, &thread_s, Some(&run_s), &[msg], touch).await?;
         }
         let started_at = now();
         sqlx::query(concat!(
@@ -621,16 +645,26 @@ impl SqlStore {
             std::slice::from_ref(&plan.first_event),
         )
         .await?;
-        let run = sqlx::query_as::<_, RunRow>(concat!(
-            "SELECT ",
-            run_columns!(),
-            " FROM agent_runs WHERE id = $1"
-        ))
-        .bind(&run_s)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(StoreError::from)
-        .and_then(Run::try_from)?;
+        let run = Run {
+            id: run_id,
+            company_id: plan.company_id,
+            thread_id: thread,
+            project_id: project.id,
+            agent_id: plan.agent_id,
+            status: "running".into(),
+            model_name: plan.model_name.clone(),
+            mode: plan.mode.clone(),
+            memory_enabled: plan.memory_enabled,
+            error: None,
+            error_code: None,
+            node_id: plan.node_id.clone(),
+            stop_requested: false,
+            input_tokens: 0,
+            output_tokens: 0,
+            cost_microusd: 0,
+            started_at,
+            completed_at: None,
+        };
         tx.commit().await?;
         Ok(Started { run, project })
     }
