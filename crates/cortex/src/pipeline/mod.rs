@@ -94,7 +94,7 @@ pub enum PipelineError {
     #[error("template error: {0}")]
     Template(#[from] TemplateError),
     #[error("model call failed: {0}")]
-    Llm(#[from] LlmError),
+    Llm(LlmError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cancelled")]
@@ -102,6 +102,17 @@ pub enum PipelineError {
     /// A metered company's balance ran out (a run stops after its current call).
     #[error("insufficient credits")]
     InsufficientCredits,
+}
+
+/// A model call cancelled by our own token is a cancellation (a stop, a client gone), not a
+/// model failure.
+impl From<LlmError> for PipelineError {
+    fn from(e: LlmError) -> Self {
+        match e {
+            LlmError::Cancelled => PipelineError::Cancelled,
+            other => PipelineError::Llm(other),
+        }
+    }
 }
 
 fn ms(since: Instant) -> u64 {

@@ -30,6 +30,8 @@ on_every_backend!(
     another_company_sees_nothing,
     the_zero_configuration_responder_completes_a_run,
     shutdown_refuses_new_starts_and_stops_running_runs,
+    files_are_kept_with_the_project_within_the_limits,
+    node_health_and_system_metrics_report_runs,
 );
 
 pub struct Env {
@@ -1175,6 +1177,254 @@ async fn shutdown_refuses_new_starts_and_stops_running_runs(b: Backend) {
     assert_eq!(last, events.last().unwrap().0, "every event was flushed");
 }
 
+async fn files_are_kept_with_the_project_within_the_limits(b: Backend) {
+    let e = env_with(b, |c| {
+        c.runs.max_file_bytes = 1000;
+        c.runs.max_upload_bytes = 1500;
+    })
+    .await;
+    let post = |files: Vec<(&'static str, Vec<u8>)>| {
+        let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (*n, b.as_slice())).collect();
+        let (ct, body) = multipart(&[("prompt", "read these")], &refs);
+        let req = e
+            .app
+            .client
+            .post(format!("{}/v1/agent/start", e.app.base))
+            .bearer_auth(bearer(&e.s))
+            .header("content-type", ct)
+            .body(body);
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    e.fake.push(Step::text("ok"));
+    let (status, body) = post(vec![
+        ("data.csv", b"a,b\n1,2\n".to_vec()),
+        ("../../etc/notes.txt", vec![b'x'; 900]),
+    ])
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let project: Uuid = body["project_id"].as_str().unwrap().parse().unwrap();
+    let files = e
+        .app
+        .state
+        .store
+        .project_files(e.company, project)
+        .await
+        .unwrap();
+    assert_eq!(
+        files,
+        vec![("data.csv".to_string(), 8), ("notes.txt".to_string(), 900)],
+        "both kept, the second without its directories"
+    );
+    let threads = e.app.get("/v1/threads", &e.s).await.body["pagination"]["total"].clone();
+    // One file over the per-file limit, or all of them over the total: 413, nothing written.
+    for files in [
+        vec![("big.bin", vec![0u8; 1001])],
+        vec![("a.bin", vec![0u8; 800]), ("b.bin", vec![0u8; 800])],
+    ] {
+        let (status, body) = post(files).await;
+        assert_eq!(status, 413, "{body}");
+        assert_eq!(body["error"]["code"], "PAYLOAD_TOO_LARGE");
+    }
+    assert_eq!(
+        e.app.get("/v1/threads", &e.s).await.body["pagination"]["total"],
+        threads
+    );
+}
+
+async fn node_health_and_system_metrics_report_runs(b: Backend) {
+    let e = env(b).await;
+    let debug = e.app.get("/v1/health/debug", &e.s).await;
+    assert_eq!(debug.status, 200, "{}", debug.body);
+    assert_eq!(debug.body["active_runs_on_instance"], 0);
+    assert_eq!(debug.body["is_shutting_down"], false);
+    assert_eq!(debug.body["instance_id"], e.app.state.instance_id.as_str());
+    let redis = e.app.get("/v1/health/redis", &e.s).await;
+    assert_eq!(redis.body["status"], "not_configured", "{}", redis.body);
+    e.fake
+        .push(Step::text(words(200)).with_chunk_delay(Duration::from_millis(20)));
+    let (run, _) = e.start_ok(&[("prompt", "long")]).await;
+    let debug = e.app.get("/v1/health/debug", &e.s).await;
+    assert_eq!(debug.body["active_runs_on_instance"], 1);
+    let sys = e.app.get("/v1/metrics/system", &e.s).await;
+    assert_eq!(sys.body["active_agent_runs"], 1, "{}", sys.body);
+    assert_eq!(sys.body["orphaned_streams"], 0);
+    let prom = e
+        .app
+        .client
+        .get(format!("{}/v1/metrics", e.app.base))
+        .bearer_auth(bearer(&e.s))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(prom.contains("cortex_active_runs"), "{prom}");
+    // Stopped milliseconds after the start, while the model call is still connecting: a stop,
+    // not a model failure.
+    let stopped = e
+        .app
+        .post(&format!("/v1/agent-run/{run}/stop"), &e.s, json!({}))
+        .await;
+    assert_eq!(stopped.body["status"], "stopped", "{}", stopped.body);
+    assert_eq!(stopped.body["error"], Value::Null);
+    // Counted right after the final status is stored.
+    let prom = crate::helpers::eventually(|| async {
+        let text = e
+            .app
+            .client
+            .get(format!("{}/v1/metrics", e.app.base))
+            .bearer_auth(bearer(&e.s))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.contains("cortex_runs_total{status=\"stopped\"}")
+            .then_some(text)
+    })
+    .await;
+    assert!(prom.contains("cortex_run_duration_seconds"));
+}
+
+/// A node that died with runs running finalises them when it starts again (SQLite: the only
+/// node), and frees their slots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_finalises_its_leftover_runs() {
+    let fake = FakeLlm::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let config = write_node_config(dir.path(), port, None, &fake, "");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut child = spawn_node(&config);
+    wait_healthy(&client, &base).await;
+    let token: Value = client
+        .post(format!("{base}/portal/api/login"))
+        .json(&json!({"email": crate::helpers::ADMIN_EMAIL, "password": crate::helpers::ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["token"].as_str().unwrap().to_string();
+    fake.push(Step::text(words(2000)).with_chunk_delay(Duration::from_millis(20)));
+    let (ct, body) = multipart(&[("prompt", "work until killed")], &[]);
+    let r: Value = client
+        .post(format!("{base}/v1/agent/start"))
+        .bearer_auth(&token)
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let run = r["agent_run_id"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut child = spawn_node(&config);
+    wait_healthy(&client, &base).await;
+    let got: Value = client
+        .get(format!("{base}/v1/agent-run/{run}"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["status"], "failed", "{got}");
+    assert_eq!(got["error"], "node lost");
+    let text = client
+        .get(format!("{base}/v1/agent-run/{run}/stream"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let events = parse_events(&text);
+    assert_complete(&events, 0, "failed");
+    assert!(
+        events.iter().any(|(_, n, _)| n == "text_delta"),
+        "what was flushed before the kill survives"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// A TOML configuration for a `cortex` process on `port` with the fake model; `db` is a
+/// database URL (default: SQLite in `dir`), `extra` more TOML at the top level.
+pub fn write_node_config(
+    dir: &std::path::Path,
+    port: u16,
+    db: Option<&str>,
+    fake: &FakeLlm,
+    extra: &str,
+) -> std::path::PathBuf {
+    let tiers: String = ["speed", "nano", "sonnet", "complex", "search"]
+        .iter()
+        .map(|t| format!("{t} = [{{ provider = \"fake\", model = \"m-{t}\" }}]\n"))
+        .collect();
+    let db = db
+        .map(|d| format!("database_url = {d:?}\n"))
+        .unwrap_or_default();
+    let toml = format!(
+        "bind = \"127.0.0.1:{port}\"\ndata_dir = {dir:?}\n{db}{extra}\n\
+         [auth]\nbootstrap_email = {email:?}\nbootstrap_password = {password:?}\n\
+         [log]\nlevel = \"warn\"\n[limits]\ncompany_requests = 0\n[runs]\nlease_seconds = 3\n\
+         [llm.providers.fake]\nkind = \"openai\"\nbase_url = {fake:?}\napi_key = \"sk-test\"\ntimeout_secs = 10.0\nretries = 0\n\
+         [llm.tiers]\n{tiers}",
+        dir = dir.display().to_string(),
+        email = crate::helpers::ADMIN_EMAIL,
+        password = crate::helpers::ADMIN_PASSWORD,
+        fake = fake.base_url(),
+    );
+    let config = dir.join("node.toml");
+    std::fs::write(&config, toml).unwrap();
+    config
+}
+
+/// The real binary serving with `config`, its environment cleared of Cortex variables.
+pub fn spawn_node(config: &std::path::Path) -> std::process::Child {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cortex"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CORTEX_") || k == "DATABASE_URL" || k == "REDIS_URL" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.args(["--config", config.to_str().unwrap(), "serve"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+pub async fn wait_healthy(client: &reqwest::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = client.get(format!("{base}/health")).send().await
+            && r.status() == 200
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "node at {base} did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Two nodes on one PostgreSQL database and one Redis.
 mod scaled {
     use super::*;
@@ -1229,6 +1479,9 @@ mod scaled {
         assert!(ea.iter().filter(|(_, n, _)| n == "text_delta").count() > 5);
         // A late viewer on B, after the end, gets the same from storage.
         assert_eq!(read_stream(&b, &s, &run, None).await, ea);
+        let redis = b.get("/v1/health/redis", &s).await;
+        assert_eq!(redis.body["status"], "ok", "{}", redis.body);
+        assert!(redis.body["latency_ms"].as_f64().unwrap() >= 0.0);
         let sys = b.get("/v1/metrics/system", &s).await;
         assert_eq!(sys.body["active_agent_runs"], 0, "{}", sys.body);
         assert_eq!(sys.body["orphaned_streams"], 0, "{}", sys.body);
@@ -1283,45 +1536,11 @@ mod scaled {
             l.local_addr().unwrap().port()
         };
         let dir = tempfile::tempdir().unwrap();
-        let tiers: String = ["speed", "nano", "sonnet", "complex", "search"]
-            .iter()
-            .map(|t| format!("{t} = [{{ provider = \"fake\", model = \"m-{t}\" }}]\n"))
-            .collect();
-        let toml = format!(
-            "bind = \"127.0.0.1:{port}\"\ndata_dir = {dir:?}\ndatabase_url = {db:?}\nredis_url = {redis:?}\nredis_prefix = {prefix:?}\n\
-             [log]\nlevel = \"warn\"\n[limits]\ncompany_requests = 0\n[runs]\nlease_seconds = 3\n\
-             [llm.providers.fake]\nkind = \"openai\"\nbase_url = {fake:?}\napi_key = \"sk-test\"\ntimeout_secs = 10.0\nretries = 0\n\
-             [llm.tiers]\n{tiers}",
-            dir = dir.path().display().to_string(),
-            db = b.database_url,
-            redis = redis_url(),
-            fake = fake.base_url(),
-        );
-        let config = dir.path().join("a.toml");
-        std::fs::write(&config, toml).unwrap();
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cortex"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("CORTEX_") || k == "DATABASE_URL" || k == "REDIS_URL" {
-                cmd.env_remove(k);
-            }
-        }
-        let mut child = cmd
-            .args(["--config", config.to_str().unwrap(), "serve"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let redis = format!("redis_url = {:?}\nredis_prefix = {prefix:?}", redis_url());
+        let config = write_node_config(dir.path(), port, Some(&b.database_url), &fake, &redis);
+        let mut child = spawn_node(&config);
         let base_a = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = b.client.get(format!("{base_a}/health")).send().await
-                && r.status() == 200
-            {
-                break;
-            }
-            assert!(Instant::now() < deadline, "node A did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_healthy(&b.client, &base_a).await;
         fake.push(Step::text(words(2000)).with_chunk_delay(Duration::from_millis(20)));
         let (ct, body) = multipart(&[("prompt", "work until killed")], &[]);
         let r: Value = b
