@@ -32,6 +32,7 @@ on_every_backend!(
     shutdown_refuses_new_starts_and_stops_running_runs,
     files_are_kept_with_the_project_within_the_limits,
     node_health_and_system_metrics_report_runs,
+    events_of_runs_past_the_retention_are_pruned,
 );
 
 pub struct Env {
@@ -1289,6 +1290,51 @@ async fn node_health_and_system_metrics_report_runs(b: Backend) {
     })
     .await;
     assert!(prom.contains("cortex_run_duration_seconds"));
+}
+
+async fn events_of_runs_past_the_retention_are_pruned(b: Backend) {
+    let e = env(b).await;
+    e.fake.push(Step::text("old"));
+    let (old, _) = e.start_ok(&[("prompt", "long ago")]).await;
+    e.finished(&old).await;
+    e.fake.push(Step::text("new"));
+    let (new, _) = e.start_ok(&[("prompt", "today")]).await;
+    e.finished(&new).await;
+    // Age the first run by 40 days.
+    let db = e.app.raw_db().await;
+    let long_ago = "2020-01-01T00:00:00.000000Z";
+    sqlx::query("UPDATE agent_runs SET completed_at = $1 WHERE id = $2")
+        .bind(long_ago)
+        .bind(&old)
+        .execute(&db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE run_events SET created_at = $1 WHERE run_id = $2")
+        .bind(long_ago)
+        .bind(&old)
+        .execute(&db)
+        .await
+        .unwrap();
+    let before = cortex::store::now() - chrono::Duration::days(30);
+    let pruned = e.app.state.store.prune_run_events(before).await.unwrap();
+    assert!(pruned >= 3, "{pruned}");
+    let store = &e.app.state.store;
+    assert!(
+        store
+            .run_events_after(e.company, old.parse().unwrap(), 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        !store
+            .run_events_after(e.company, new.parse().unwrap(), 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The run itself and its messages stay.
+    assert_eq!(e.run(&old).await["status"], "completed");
 }
 
 /// A node that died with runs running finalises them when it starts again (SQLite: the only
