@@ -574,10 +574,7 @@ pub async fn run(
         counted,
     )
     .await?;
-    if prepared.memory_enabled && state.llm.is_some() && state.config.memory.extract_facts {
-        spawn_extraction(state, &input, &reply.reply);
-    }
-    spawn_post_actions(state, &input, &reply, &prepared.linked);
+    after_turn(state, &input, &reply, &prepared);
     Ok(reply)
 }
 
@@ -714,6 +711,15 @@ async fn finish(
     }
     record_metrics(state, &reply, config_hit, routed);
     Ok(reply)
+}
+
+/// Stage 08's background work after a model answered (a chat turn, or a run's final answer):
+/// customer facts extracted when memory is on, the agent's post-response actions.
+pub fn after_turn(state: &AppState, input: &ChatInput, reply: &ChatReply, prepared: &Prepared) {
+    if prepared.memory_enabled && state.llm.is_some() && state.config.memory.extract_facts {
+        spawn_extraction(state, input, &reply.reply);
+    }
+    spawn_post_actions(state, input, reply, &prepared.linked);
 }
 
 /// Stage 08's post-response actions (the agent's linked actions with trigger `post_response`),

@@ -502,7 +502,7 @@ async fn work(state: &AppState, lr: &LocalRun, job: &Job) -> Result<(), Pipeline
                 state,
                 linked: &prepared.linked,
             };
-            engine::run_loop(
+            let outcome = engine::run_loop(
                 llm,
                 cfg,
                 &tools,
@@ -511,6 +511,31 @@ async fn work(state: &AppState, lr: &LocalRun, job: &Job) -> Result<(), Pipeline
                 &lr.cancel,
             )
             .await?;
+            // Stage 08 as for a chat: facts about the user, post-response actions.
+            let input = pipeline::ChatInput {
+                company_id: job.company_id,
+                agent_id: prepared.loaded.agent.id,
+                conversation_id: job.thread_id,
+                customer_id: job.customer_id.clone(),
+                message: message.clone(),
+                channel: "agent".into(),
+                metadata: serde_json::Map::new(),
+            };
+            let reply = pipeline::ChatReply {
+                reply: outcome.reply,
+                model_used: outcome.model_used,
+                cached: false,
+                actions_executed: outcome.actions_executed,
+                latency_ms: 0,
+                tokens: pipeline::TokenUsage {
+                    input: outcome.usage.input_tokens,
+                    output: outcome.usage.output_tokens,
+                    cost_usd: outcome.cost_microusd as f64 / 1e6,
+                },
+                context_tokens: prepared.context_tokens.clone(),
+                step_timings: prepared.timings.clone(),
+            };
+            pipeline::after_turn(state, &input, &reply, &prepared);
         }
         None => {
             let reply = pipeline::extractive::answer(

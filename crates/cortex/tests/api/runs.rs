@@ -33,6 +33,7 @@ on_every_backend!(
     files_are_kept_with_the_project_within_the_limits,
     node_health_and_system_metrics_report_runs,
     events_of_runs_past_the_retention_are_pruned,
+    a_finished_run_feeds_the_users_memory,
 );
 
 pub struct Env {
@@ -1335,6 +1336,50 @@ async fn events_of_runs_past_the_retention_are_pruned(b: Backend) {
     );
     // The run itself and its messages stay.
     assert_eq!(e.run(&old).await["status"], "completed");
+}
+
+async fn a_finished_run_feeds_the_users_memory(b: Backend) {
+    let e = env_with(b, |c| c.memory.extract_facts = true).await;
+    let user = e.app.get("/v1/me", &e.s).await.body["user_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    e.fake
+        .push(Step::text("Noted: answers in Arabic from now on."));
+    e.fake.push(Step::tool_call(
+        "record_customer_facts",
+        json!({"facts": [{"fact": "Prefers Arabic", "category": "preference", "confidence": 0.9}]}),
+    ));
+    let (run, _) = e
+        .start_ok(&[
+            ("prompt", "Always answer me in Arabic"),
+            ("memory_enabled", "true"),
+        ])
+        .await;
+    assert_eq!(e.finished(&run).await["status"], "completed");
+    // Stage 08 ran after the run's final answer: the user's facts, used by their next runs.
+    let store = &e.app.state.store;
+    let customer = format!("user:{user}");
+    let facts = crate::helpers::eventually(|| async {
+        use cortex::store::MemoryStore;
+        let f = store.facts(e.company, &customer, None, 10).await.unwrap();
+        (!f.is_empty()).then_some(f)
+    })
+    .await;
+    assert_eq!(facts[0].fact, "Prefers Arabic");
+    // With memory off for a run, nothing is extracted.
+    e.fake.push(Step::text("ok"));
+    let before = e.fake.request_count();
+    let (run, _) = e
+        .start_ok(&[("prompt", "I live in Giza"), ("memory_enabled", "false")])
+        .await;
+    e.finished(&run).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        e.fake.request_count(),
+        before + 1,
+        "only the run's own call"
+    );
 }
 
 /// A node that died with runs running finalises them when it starts again (SQLite: the only
