@@ -568,7 +568,8 @@ fn follow(
                 return None;
             }
             f.rx.borrow_and_update();
-            let batch = f.log.after(f.pos, 256);
+            // Small batches: the buffer's capacity stays with the viewer for its whole life.
+            let batch = f.log.after(f.pos, 16);
             if !batch.is_empty() {
                 f.buf.extend(batch);
                 continue;

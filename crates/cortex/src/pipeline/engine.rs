@@ -71,6 +71,8 @@ pub struct Outcome {
     pub actions_executed: Vec<String>,
     pub rounds: u32,
     pub tool_ms: u64,
+    /// Each model call, priced.
+    pub calls: Vec<crate::store::CallCost>,
 }
 
 /// Text given when the model still asked for tools at the round limit.
@@ -99,6 +101,7 @@ pub async fn run_loop(
     let mut actions_executed = Vec::new();
     let mut rounds = 0u32;
     let mut tool_ms = 0u64;
+    let mut priced = Vec::new();
     loop {
         if cancel.is_cancelled() {
             return Err(PipelineError::Cancelled);
@@ -146,6 +149,12 @@ pub async fn run_loop(
         usage += response.usage;
         let call_cost = micro_usd(llm.cost_usd(&answered_by.model, &response.usage));
         cost += call_cost;
+        priced.push(crate::store::CallCost {
+            model: answered_by.model.clone(),
+            input_tokens: response.usage.input_tokens as i64,
+            output_tokens: response.usage.output_tokens as i64,
+            cost_microusd: call_cost,
+        });
         let model_used = answered_by.tier.unwrap_or(cfg.tier).as_str().to_owned();
         let finished = response.tool_calls.is_empty() || force_text;
         let content =
@@ -187,6 +196,7 @@ pub async fn run_loop(
                 actions_executed,
                 rounds,
                 tool_ms,
+                calls: priced,
             });
         }
         rounds += 1;

@@ -490,7 +490,16 @@ pub async fn run(
             context_tokens,
             step_timings: t,
         };
-        let reply = finish(state, &input, reply, "", started, false, (config_hit, None)).await?;
+        let reply = finish(
+            state,
+            &input,
+            reply,
+            ("", &[]),
+            started,
+            false,
+            (config_hit, None),
+        )
+        .await?;
         spawn_post_actions(state, &input, &reply, &prepared.linked);
         return Ok(reply);
     }
@@ -568,7 +577,7 @@ pub async fn run(
         state,
         &input,
         reply,
-        &outcome.model,
+        (&outcome.model, &outcome.calls),
         started,
         cacheable,
         counted,
@@ -612,6 +621,7 @@ pub fn extractive_outcome(reply: String, input_tokens: u64) -> engine::Outcome {
         actions_executed: vec![],
         rounds: 0,
         tool_ms: 0,
+        calls: Vec::new(),
     }
 }
 
@@ -666,7 +676,7 @@ async fn finish(
     state: &AppState,
     input: &ChatInput,
     mut reply: ChatReply,
-    model: &str,
+    (model, calls): (&str, &[crate::store::CallCost]),
     started: Instant,
     cacheable: bool,
     (config_hit, routed): (bool, Option<&str>),
@@ -691,6 +701,7 @@ async fn finish(
                 cached: reply.cached,
                 tool_rounds: reply.step_timings.tool_call_rounds as i64,
                 latency_ms: reply.latency_ms as i64,
+                calls: calls.to_vec(),
             },
         )
         .await?;

@@ -11,6 +11,15 @@ pub struct StoredMessage {
     pub content: String,
 }
 
+/// One model call of a turn: its model, tokens and cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallCost {
+    pub model: String,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_microusd: i64,
+}
+
 /// A finished chat turn and what it cost, written together.
 #[derive(Debug, Clone)]
 pub struct Turn {
@@ -30,6 +39,9 @@ pub struct Turn {
     pub cached: bool,
     pub tool_rounds: i64,
     pub latency_ms: i64,
+    /// The turn's model calls, one usage row each (none for a cached or extractive answer:
+    /// then one row of the totals above).
+    pub calls: Vec<CallCost>,
 }
 
 /// Conversation history and usage metering.
@@ -104,27 +116,42 @@ impl ConversationStore for SqlStore {
         .bind(&reply_at)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "INSERT INTO usage_events (id, company_id, agent_id, conversation_id, model_used, model, input_tokens, \
-             output_tokens, cost_usd, cost_microusd, cached, tool_rounds, latency_ms, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        )
-        .bind(new_id().to_string())
-        .bind(&company)
-        .bind(&agent)
-        .bind(&conv)
-        .bind(&t.model_used)
-        .bind(&t.model)
-        .bind(t.input_tokens)
-        .bind(t.output_tokens)
-        .bind(t.cost_microusd as f64 / 1e6)
-        .bind(t.cost_microusd)
-        .bind(i64::from(t.cached))
-        .bind(t.tool_rounds)
-        .bind(t.latency_ms)
-        .bind(&reply_at)
-        .execute(&mut *tx)
-        .await?;
+        let totals = [CallCost {
+            model: t.model.clone(),
+            input_tokens: t.input_tokens,
+            output_tokens: t.output_tokens,
+            cost_microusd: t.cost_microusd,
+        }];
+        let calls = if t.calls.is_empty() {
+            &totals[..]
+        } else {
+            &t.calls[..]
+        };
+        for (i, c) in calls.iter().enumerate() {
+            // The turn's own figures (cached, rounds, latency) go with its last call.
+            let last = i + 1 == calls.len();
+            sqlx::query(
+                "INSERT INTO usage_events (id, company_id, agent_id, conversation_id, model_used, model, input_tokens, \
+                 output_tokens, cost_usd, cost_microusd, cached, tool_rounds, latency_ms, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            )
+            .bind(new_id().to_string())
+            .bind(&company)
+            .bind(&agent)
+            .bind(&conv)
+            .bind(&t.model_used)
+            .bind(&c.model)
+            .bind(c.input_tokens)
+            .bind(c.output_tokens)
+            .bind(c.cost_microusd as f64 / 1e6)
+            .bind(c.cost_microusd)
+            .bind(i64::from(t.cached && last))
+            .bind(if last { t.tool_rounds } else { 0 })
+            .bind(if last { t.latency_ms } else { 0 })
+            .bind(&reply_at)
+            .execute(&mut *tx)
+            .await?;
+        }
         super::runs::debit(&mut tx, &company, t.cost_microusd).await?;
         tx.commit().await?;
         Ok(())

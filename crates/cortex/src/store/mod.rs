@@ -33,7 +33,7 @@ pub use api_keys::{ApiKey, ApiKeyStore, NewApiKey};
 pub use cache::{CacheEntry, CacheStore};
 pub use companies::{Company, CompanyStore};
 pub use connections::{Connection, ConnectionStore};
-pub use conversations::{ConversationStore, StoredMessage, Turn};
+pub use conversations::{CallCost, ConversationStore, StoredMessage, Turn};
 pub use knowledge::{EmbeddingInfo, KnowledgeStore, decode_vector, encode_vector};
 pub use memory::{Fact, MemoryStore, NewFact};
 pub use public_keys::{PublicKey, PublicKeyStore};

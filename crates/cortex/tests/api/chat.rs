@@ -315,6 +315,16 @@ async fn tool_loop_runs_one_round(b: Backend) {
     let reqs = e.fake.chat_requests();
     assert_eq!(reqs.len(), 2);
     assert_eq!(reqs[0].tools()[0]["function"]["name"], "get_order_status");
+    // One usage row per model call, the turn's figures on the last.
+    let rows: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT input_tokens, tool_rounds FROM usage_events ORDER BY tool_rounds")
+            .fetch_all(&e.app.raw_db().await)
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[1].1, 1);
+    let total: i64 = rows.iter().map(|r| r.0).sum();
+    assert_eq!(total, r.body["tokens"]["input"].as_i64().unwrap());
     let tool_msg = reqs[1]
         .messages()
         .iter()
