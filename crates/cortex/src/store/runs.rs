@@ -1087,6 +1087,23 @@ impl SqlStore {
 
     // Threads and projects.
 
+    /// Delete one row of a company whose dependents go by `ON DELETE CASCADE`.
+    async fn delete_cascading(
+        &self,
+        sql: &'static str,
+        company_id: Uuid,
+        id: Uuid,
+    ) -> StoreResult<()> {
+        let _writer = self.writer().await;
+        one_row(
+            sqlx::query(sql)
+                .bind(company_id.to_string())
+                .bind(id.to_string())
+                .execute(self.pool())
+                .await?,
+        )
+    }
+
     pub async fn get_thread(&self, company_id: Uuid, id: Uuid) -> StoreResult<Option<Thread>> {
         sqlx::query_as::<_, ThreadRow>(
             "SELECT id, company_id, project_id, name, created_at, updated_at FROM threads WHERE company_id = $1 AND id = $2",
@@ -1132,14 +1149,12 @@ impl SqlStore {
 
     /// Delete a thread with its messages, runs and their events (cascades).
     pub async fn delete_thread(&self, company_id: Uuid, id: Uuid) -> StoreResult<()> {
-        let _writer = self.writer().await;
-        one_row(
-            sqlx::query("DELETE FROM threads WHERE company_id = $1 AND id = $2")
-                .bind(company_id.to_string())
-                .bind(id.to_string())
-                .execute(self.pool())
-                .await?,
+        self.delete_cascading(
+            "DELETE FROM threads WHERE company_id = $1 AND id = $2",
+            company_id,
+            id,
         )
+        .await
     }
 
     /// A thread's messages, oldest first.
@@ -1213,14 +1228,12 @@ impl SqlStore {
 
     /// Delete a project with its threads, runs, events and files (cascades).
     pub async fn delete_project(&self, company_id: Uuid, id: Uuid) -> StoreResult<()> {
-        let _writer = self.writer().await;
-        one_row(
-            sqlx::query("DELETE FROM projects WHERE company_id = $1 AND id = $2")
-                .bind(company_id.to_string())
-                .bind(id.to_string())
-                .execute(self.pool())
-                .await?,
+        self.delete_cascading(
+            "DELETE FROM projects WHERE company_id = $1 AND id = $2",
+            company_id,
+            id,
         )
+        .await
     }
 
     /// `(name, size)` of the files kept with a project, oldest first.

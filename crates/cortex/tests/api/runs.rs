@@ -655,17 +655,7 @@ async fn start_errors_follow_the_contract(b: Backend) {
         .await;
 
     // Plans: free allows one run, ten threads and the speed tier.
-    cortex_admin(
-        &e,
-        &[
-            "set-plan",
-            "--company-id",
-            &e.company.to_string(),
-            "--plan",
-            "free",
-        ],
-    )
-    .await;
+    set_plan(&e, "free").await;
     let r = e.start(&[("prompt", "x"), ("model_name", "sonnet")]).await;
     r.assert_error(402, "MODEL_ACCESS_DENIED");
     assert_eq!(r.body["detail"]["error_code"], "MODEL_ACCESS_DENIED");
@@ -718,6 +708,12 @@ async fn start_errors_follow_the_contract(b: Backend) {
     e.finished(&run).await;
 }
 
+/// `cortex admin set-plan` for the test's company.
+async fn set_plan(e: &Env, plan: &str) {
+    let company = e.company.to_string();
+    cortex_admin(e, &["set-plan", "--company-id", &company, "--plan", plan]).await;
+}
+
 /// Run `cortex admin …` against the test's database.
 pub async fn cortex_admin(e: &Env, args: &[&str]) -> String {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cortex"));
@@ -742,17 +738,7 @@ pub async fn cortex_admin(e: &Env, args: &[&str]) -> String {
 
 async fn twenty_simultaneous_starts_against_a_limit_of_three_admit_three(b: Backend) {
     let e = env(b).await;
-    cortex_admin(
-        &e,
-        &[
-            "set-plan",
-            "--company-id",
-            &e.company.to_string(),
-            "--plan",
-            "pro",
-        ],
-    )
-    .await;
+    set_plan(&e, "pro").await;
     e.fake.push(
         Step::text(words(200))
             .with_chunk_delay(Duration::from_millis(20))
@@ -895,17 +881,7 @@ async fn billing_reports_plan_limits_and_usage(b: Backend) {
     assert_eq!(r.body["usage"]["input_tokens"], 2_000_000);
     assert_eq!(r.body["usage"]["output_tokens"], 1_000_000);
     assert_eq!(r.body["usage"]["cost_usd"], 4.0);
-    cortex_admin(
-        &e,
-        &[
-            "set-plan",
-            "--company-id",
-            &e.company.to_string(),
-            "--plan",
-            "pro",
-        ],
-    )
-    .await;
+    set_plan(&e, "pro").await;
     let r = e.app.get("/v1/billing", &e.s).await;
     assert_eq!(r.body["plan"], "pro");
     assert_eq!(r.body["limits"]["concurrent_runs"], 3);
