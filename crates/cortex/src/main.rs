@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use cortex::auth::{api_key, password};
 use cortex::config::Config;
-use cortex::store::{ApiKeyStore, CompanyStore, NewApiKey, Role, SqlStore, UserStore};
+use cortex::store::{ApiKeyStore, CompanyStore, NewApiKey, Role, RunStore, SqlStore, UserStore};
 
 #[derive(Parser)]
 #[command(

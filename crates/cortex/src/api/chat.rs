@@ -19,6 +19,7 @@ use crate::auth::Identity;
 use crate::limits::Subject;
 use crate::pipeline::{self, ChatInput, ChatReply, Event, Frame, PipelineError};
 use crate::state::AppState;
+use crate::store::RunStore;
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ChatBody {

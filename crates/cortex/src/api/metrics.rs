@@ -10,6 +10,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::Caller;
 use crate::auth::Identity;
 use crate::state::AppState;
+use crate::store::RunStore;
 
 /// The figures are node-wide (every company's traffic, without tenant labels): admins and keys
 /// with the `metrics` scope only.

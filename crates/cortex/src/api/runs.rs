@@ -23,7 +23,8 @@ use crate::pipeline::{AgentChoice, Event, Frame};
 use crate::runs::{EventLog, Job, StopReason};
 use crate::state::AppState;
 use crate::store::{
-    AgentStore, CompanyStore, NewFile, Project, Run, StartPlan, StartRefusal, Thread, ThreadTarget,
+    AgentStore, CompanyStore, NewFile, Project, Run, RunStore, StartPlan, StartRefusal, Thread,
+    ThreadTarget,
 };
 
 /// Runs need the `runs` scope on an API key (portal users have it).

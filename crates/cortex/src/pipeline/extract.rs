@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::memory::CATEGORIES;
 use super::text;
 use crate::state::AppState;
-use crate::store::{MemoryStore, NewFact};
+use crate::store::{MemoryStore, NewFact, RunStore};
 
 pub const TOOL: &str = "record_customer_facts";
 /// Facts kept per turn, and the least confidence kept.

@@ -24,7 +24,7 @@ pub use log::EventLog;
 use crate::pipeline::engine::{self, Sink};
 use crate::pipeline::{self, AgentChoice, Event, Frame, PipelineError, PrepareInput};
 use crate::state::AppState;
-use crate::store::{NewMessage, UsageRow};
+use crate::store::{NewMessage, RunStore, UsageRow};
 
 /// How often queued events are written (and published to Redis).
 pub const FLUSH_EVERY: Duration = Duration::from_millis(200);

@@ -1,7 +1,8 @@
 //! Agent runs: projects, threads and their messages, runs, run events, project files, plans and
-//! credits. Every tenant read takes the company id first; the node-level reads (`expired_runs`,
-//! `running_total`, `run_by_id_internal`) serve the reaper and system metrics and never reach a
-//! client without the run's company being checked.
+//! credits. Every tenant read takes the company id first; the node-level reads (`orphaned_runs`,
+//! `running_runs_everywhere`, `renew_leases`, `running_total`, `existing_run_ids`,
+//! `prune_run_events`) serve the reaper, leases and system metrics, and give no client another
+//! company's data (ids go back through company-scoped calls; metrics are counts).
 
 use chrono::{DateTime, Utc};
 use sqlx::AnyConnection;
@@ -305,7 +306,7 @@ impl From<FrameRow> for Frame {
 }
 
 /// `(company, thread, run)` ids of node-level run look-ups.
-type RunRef = (Uuid, Uuid, Uuid);
+pub type RunRef = (Uuid, Uuid, Uuid);
 
 fn run_refs(rows: &[(String, String, String)]) -> StoreResult<Vec<RunRef>> {
     rows.iter()
@@ -458,11 +459,186 @@ async fn insert_project(
     Ok(p)
 }
 
-impl SqlStore {
+/// Projects, threads, messages, runs and their events, usage and credits.
+#[async_trait::async_trait]
+pub trait RunStore {
     /// Take a run's slot and write everything of a start in one transaction: the company row
     /// is locked first (an `UPDATE` of it), so concurrent starts of one company — on any node —
     /// count running runs one after another and a limit of N admits exactly N.
-    pub async fn start_run(&self, run_id: Uuid, plan: StartPlan) -> Result<Started, StartRefusal> {
+    async fn start_run(&self, run_id: Uuid, plan: StartPlan) -> Result<Started, StartRefusal>;
+
+    async fn get_run(&self, company_id: Uuid, run_id: Uuid) -> StoreResult<Option<Run>>;
+
+    /// A company's running runs, oldest first.
+    async fn active_runs(
+        &self,
+        company_id: Uuid,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Page<Run>>;
+
+    /// A thread's runs, newest first.
+    async fn thread_runs(
+        &self,
+        company_id: Uuid,
+        thread_id: Uuid,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Page<Run>>;
+
+    /// The ids of a company's running runs on some threads (to stop them before a delete).
+    async fn running_runs_of_threads(
+        &self,
+        company_id: Uuid,
+        project_id: Option<Uuid>,
+        thread_id: Option<Uuid>,
+    ) -> StoreResult<Vec<Uuid>>;
+
+    /// Append a running run's events (and the thread messages they announce) in one
+    /// transaction; an event already stored (same seq) is kept as it was.
+    async fn append_run_events(
+        &self,
+        company_id: Uuid,
+        thread_id: Uuid,
+        run_id: Uuid,
+        frames: &[Frame],
+        messages: &[NewMessage],
+    ) -> StoreResult<()>;
+
+    /// End a running run: its last events and messages, its final status, in one transaction.
+    /// Returns false (and writes nothing) when the run was no longer running: another node
+    /// finalised it first.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_run(
+        &self,
+        company_id: Uuid,
+        thread_id: Uuid,
+        run_id: Uuid,
+        status: &str,
+        error: Option<&str>,
+        error_code: Option<&str>,
+        frames: &[Frame],
+        messages: &[NewMessage],
+    ) -> StoreResult<bool>;
+
+    /// A run's events after `after` (by seq), at most `limit`.
+    async fn run_events_after(
+        &self,
+        company_id: Uuid,
+        run_id: Uuid,
+        after: u64,
+        limit: i64,
+    ) -> StoreResult<Vec<Frame>>;
+
+    /// The highest stored seq of a run (0 without events).
+    async fn run_last_seq(&self, company_id: Uuid, run_id: Uuid) -> StoreResult<u64>;
+
+    /// Record one priced model call, debit the company, add it to the run's totals; returns the
+    /// company's balance after it (`None`: unmetered).
+    async fn record_usage(
+        &self,
+        company_id: Uuid,
+        run_id: Option<Uuid>,
+        u: &UsageRow,
+    ) -> StoreResult<Option<i64>>;
+
+    /// A company's balance in micro-USD (`None`: unmetered).
+    async fn credits(&self, company_id: Uuid) -> StoreResult<Option<i64>>;
+
+    /// Set (`Some`) or remove (`None`: unmetered) a company's balance.
+    async fn set_credits(&self, company_id: Uuid, microusd: Option<i64>) -> StoreResult<()>;
+
+    /// Add to a company's balance (an unmetered company starts from 0).
+    async fn add_credits(&self, company_id: Uuid, microusd: i64) -> StoreResult<i64>;
+
+    async fn set_plan(&self, company_id: Uuid, plan: &str) -> StoreResult<()>;
+
+    /// A company's usage since `since`.
+    async fn usage_since(&self, company_id: Uuid, since: DateTime<Utc>)
+    -> StoreResult<UsageTotals>;
+
+    /// (running runs, threads) of a company.
+    async fn run_counts(&self, company_id: Uuid) -> StoreResult<(i64, i64)>;
+
+    /// Renew this node's leases; returns the runs a stop was requested for (from any node).
+    async fn renew_leases(&self, node_id: &str, until: DateTime<Utc>) -> StoreResult<Vec<Uuid>>;
+
+    /// Mark a stop request for whichever node runs it (it sees it at its next lease renewal).
+    async fn request_stop(&self, company_id: Uuid, run_id: Uuid) -> StoreResult<()>;
+
+    /// Running runs whose lease ran out (their node died), or, with `node`, every running run
+    /// of that node (its leftovers at start-up). Node-level: `(company, thread, run)`.
+    async fn orphaned_runs(&self, node: Option<&str>) -> StoreResult<Vec<RunRef>>;
+
+    /// Every running run, `(company, thread, run)` (a single node's leftovers at start-up).
+    async fn running_runs_everywhere(&self) -> StoreResult<Vec<RunRef>>;
+
+    /// How many of `ids` are runs in the database (system metrics; no tenant data).
+    async fn existing_run_ids(&self, ids: &[Uuid]) -> StoreResult<usize>;
+
+    /// Running runs of every company (system metrics; no tenant data).
+    async fn running_total(&self) -> StoreResult<i64>;
+
+    /// Drop the events of runs that ended before `before`.
+    async fn prune_run_events(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+
+    async fn get_thread(&self, company_id: Uuid, id: Uuid) -> StoreResult<Option<Thread>>;
+
+    async fn list_threads(
+        &self,
+        company_id: Uuid,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Page<Thread>>;
+
+    async fn rename_thread(&self, company_id: Uuid, id: Uuid, name: &str) -> StoreResult<()>;
+
+    /// Delete a thread with its messages, runs and their events (cascades).
+    async fn delete_thread(&self, company_id: Uuid, id: Uuid) -> StoreResult<()>;
+
+    /// A thread's messages, oldest first.
+    async fn thread_messages(
+        &self,
+        company_id: Uuid,
+        thread_id: Uuid,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Page<ThreadMessage>>;
+
+    /// The newest `limit` messages of a thread, oldest first (a run's history).
+    async fn thread_history(
+        &self,
+        company_id: Uuid,
+        thread_id: Uuid,
+        limit: i64,
+    ) -> StoreResult<Vec<ThreadMessage>>;
+
+    async fn get_project(&self, company_id: Uuid, id: Uuid) -> StoreResult<Option<Project>>;
+
+    async fn list_projects(
+        &self,
+        company_id: Uuid,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Page<Project>>;
+
+    /// Delete a project with its threads, runs, events and files (cascades).
+    async fn delete_project(&self, company_id: Uuid, id: Uuid) -> StoreResult<()>;
+
+    /// `(name, size)` of the files kept with a project, oldest first.
+    async fn project_files(
+        &self,
+        company_id: Uuid,
+        project_id: Uuid,
+    ) -> StoreResult<Vec<(String, i64)>>;
+}
+
+#[async_trait::async_trait]
+impl RunStore for SqlStore {
+    /// Take a run's slot and write everything of a start in one transaction: the company row
+    /// is locked first (an `UPDATE` of it), so concurrent starts of one company — on any node —
+    /// count running runs one after another and a limit of N admits exactly N.
+    async fn start_run(&self, run_id: Uuid, plan: StartPlan) -> Result<Started, StartRefusal> {
         let company = plan.company_id.to_string();
         let _writer = self.writer().await;
         let mut tx = self.pool().begin().await?;
@@ -669,7 +845,7 @@ impl SqlStore {
         Ok(Started { run, project })
     }
 
-    pub async fn get_run(&self, company_id: Uuid, run_id: Uuid) -> StoreResult<Option<Run>> {
+    async fn get_run(&self, company_id: Uuid, run_id: Uuid) -> StoreResult<Option<Run>> {
         sqlx::query_as::<_, RunRow>(concat!(
             "SELECT ",
             run_columns!(),
@@ -684,7 +860,7 @@ impl SqlStore {
     }
 
     /// A company's running runs, oldest first.
-    pub async fn active_runs(
+    async fn active_runs(
         &self,
         company_id: Uuid,
         limit: i64,
@@ -705,7 +881,7 @@ impl SqlStore {
     }
 
     /// A thread's runs, newest first.
-    pub async fn thread_runs(
+    async fn thread_runs(
         &self,
         company_id: Uuid,
         thread_id: Uuid,
@@ -728,7 +904,7 @@ impl SqlStore {
     }
 
     /// The ids of a company's running runs on some threads (to stop them before a delete).
-    pub async fn running_runs_of_threads(
+    async fn running_runs_of_threads(
         &self,
         company_id: Uuid,
         project_id: Option<Uuid>,
@@ -748,7 +924,7 @@ impl SqlStore {
 
     /// Append a running run's events (and the thread messages they announce) in one
     /// transaction; an event already stored (same seq) is kept as it was.
-    pub async fn append_run_events(
+    async fn append_run_events(
         &self,
         company_id: Uuid,
         thread_id: Uuid,
@@ -779,7 +955,7 @@ impl SqlStore {
     /// Returns false (and writes nothing) when the run was no longer running: another node
     /// finalised it first.
     #[allow(clippy::too_many_arguments)]
-    pub async fn finish_run(
+    async fn finish_run(
         &self,
         company_id: Uuid,
         thread_id: Uuid,
@@ -824,7 +1000,7 @@ impl SqlStore {
     }
 
     /// A run's events after `after` (by seq), at most `limit`.
-    pub async fn run_events_after(
+    async fn run_events_after(
         &self,
         company_id: Uuid,
         run_id: Uuid,
@@ -847,7 +1023,7 @@ impl SqlStore {
     }
 
     /// The highest stored seq of a run (0 without events).
-    pub async fn run_last_seq(&self, company_id: Uuid, run_id: Uuid) -> StoreResult<u64> {
+    async fn run_last_seq(&self, company_id: Uuid, run_id: Uuid) -> StoreResult<u64> {
         let max: Option<i64> = sqlx::query_scalar(
             "SELECT MAX(seq) FROM run_events WHERE company_id = $1 AND run_id = $2",
         )
@@ -860,7 +1036,7 @@ impl SqlStore {
 
     /// Record one priced model call, debit the company, add it to the run's totals; returns the
     /// company's balance after it (`None`: unmetered).
-    pub async fn record_usage(
+    async fn record_usage(
         &self,
         company_id: Uuid,
         run_id: Option<Uuid>,
@@ -912,7 +1088,7 @@ impl SqlStore {
     }
 
     /// A company's balance in micro-USD (`None`: unmetered).
-    pub async fn credits(&self, company_id: Uuid) -> StoreResult<Option<i64>> {
+    async fn credits(&self, company_id: Uuid) -> StoreResult<Option<i64>> {
         sqlx::query_scalar("SELECT credits_microusd FROM companies WHERE id = $1")
             .bind(company_id.to_string())
             .fetch_optional(self.pool())
@@ -921,7 +1097,7 @@ impl SqlStore {
     }
 
     /// Set (`Some`) or remove (`None`: unmetered) a company's balance.
-    pub async fn set_credits(&self, company_id: Uuid, microusd: Option<i64>) -> StoreResult<()> {
+    async fn set_credits(&self, company_id: Uuid, microusd: Option<i64>) -> StoreResult<()> {
         one_row(
             sqlx::query("UPDATE companies SET credits_microusd = $1 WHERE id = $2")
                 .bind(microusd)
@@ -932,7 +1108,7 @@ impl SqlStore {
     }
 
     /// Add to a company's balance (an unmetered company starts from 0).
-    pub async fn add_credits(&self, company_id: Uuid, microusd: i64) -> StoreResult<i64> {
+    async fn add_credits(&self, company_id: Uuid, microusd: i64) -> StoreResult<i64> {
         one_row(
             sqlx::query(
                 "UPDATE companies SET credits_microusd = COALESCE(credits_microusd, 0) + $1 WHERE id = $2",
@@ -945,7 +1121,7 @@ impl SqlStore {
         Ok(self.credits(company_id).await?.unwrap_or(0))
     }
 
-    pub async fn set_plan(&self, company_id: Uuid, plan: &str) -> StoreResult<()> {
+    async fn set_plan(&self, company_id: Uuid, plan: &str) -> StoreResult<()> {
         one_row(
             sqlx::query("UPDATE companies SET plan = $1 WHERE id = $2")
                 .bind(plan)
@@ -956,7 +1132,7 @@ impl SqlStore {
     }
 
     /// A company's usage since `since`.
-    pub async fn usage_since(
+    async fn usage_since(
         &self,
         company_id: Uuid,
         since: DateTime<Utc>,
@@ -977,7 +1153,7 @@ impl SqlStore {
     }
 
     /// (running runs, threads) of a company.
-    pub async fn run_counts(&self, company_id: Uuid) -> StoreResult<(i64, i64)> {
+    async fn run_counts(&self, company_id: Uuid) -> StoreResult<(i64, i64)> {
         let running: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM agent_runs WHERE company_id = $1 AND status = 'running'",
         )
@@ -992,11 +1168,7 @@ impl SqlStore {
     }
 
     /// Renew this node's leases; returns the runs a stop was requested for (from any node).
-    pub async fn renew_leases(
-        &self,
-        node_id: &str,
-        until: DateTime<Utc>,
-    ) -> StoreResult<Vec<Uuid>> {
+    async fn renew_leases(&self, node_id: &str, until: DateTime<Utc>) -> StoreResult<Vec<Uuid>> {
         sqlx::query(
             "UPDATE agent_runs SET lease_until = $1 WHERE node_id = $2 AND status = 'running'",
         )
@@ -1014,7 +1186,7 @@ impl SqlStore {
     }
 
     /// Mark a stop request for whichever node runs it (it sees it at its next lease renewal).
-    pub async fn request_stop(&self, company_id: Uuid, run_id: Uuid) -> StoreResult<()> {
+    async fn request_stop(&self, company_id: Uuid, run_id: Uuid) -> StoreResult<()> {
         sqlx::query(
             "UPDATE agent_runs SET stop_requested = 1 WHERE company_id = $1 AND id = $2 AND status = 'running'",
         )
@@ -1027,7 +1199,7 @@ impl SqlStore {
 
     /// Running runs whose lease ran out (their node died), or, with `node`, every running run
     /// of that node (its leftovers at start-up). Node-level: `(company, thread, run)`.
-    pub async fn orphaned_runs(&self, node: Option<&str>) -> StoreResult<Vec<RunRef>> {
+    async fn orphaned_runs(&self, node: Option<&str>) -> StoreResult<Vec<RunRef>> {
         let rows: Vec<(String, String, String)> = sqlx::query_as(
             "SELECT company_id, thread_id, id FROM agent_runs WHERE status = 'running' \
              AND (($1 IS NULL AND lease_until < $2) OR node_id = $1)",
@@ -1040,7 +1212,7 @@ impl SqlStore {
     }
 
     /// Every running run, `(company, thread, run)` (a single node's leftovers at start-up).
-    pub async fn running_runs_everywhere(&self) -> StoreResult<Vec<RunRef>> {
+    async fn running_runs_everywhere(&self) -> StoreResult<Vec<RunRef>> {
         let rows: Vec<(String, String, String)> = sqlx::query_as(
             "SELECT company_id, thread_id, id FROM agent_runs WHERE status = 'running'",
         )
@@ -1050,7 +1222,7 @@ impl SqlStore {
     }
 
     /// How many of `ids` are runs in the database (system metrics; no tenant data).
-    pub async fn existing_run_ids(&self, ids: &[Uuid]) -> StoreResult<usize> {
+    async fn existing_run_ids(&self, ids: &[Uuid]) -> StoreResult<usize> {
         let mut n = 0;
         for id in ids {
             let found: Option<String> =
@@ -1064,7 +1236,7 @@ impl SqlStore {
     }
 
     /// Running runs of every company (system metrics; no tenant data).
-    pub async fn running_total(&self) -> StoreResult<i64> {
+    async fn running_total(&self) -> StoreResult<i64> {
         Ok(
             sqlx::query_scalar("SELECT COUNT(*) FROM agent_runs WHERE status = 'running'")
                 .fetch_one(self.pool())
@@ -1073,7 +1245,7 @@ impl SqlStore {
     }
 
     /// Drop the events of runs that ended before `before`.
-    pub async fn prune_run_events(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+    async fn prune_run_events(&self, before: DateTime<Utc>) -> StoreResult<u64> {
         let _writer = self.writer().await;
         Ok(sqlx::query(
             "DELETE FROM run_events WHERE created_at < $1 AND run_id IN \
@@ -1085,26 +1257,7 @@ impl SqlStore {
         .rows_affected())
     }
 
-    // Threads and projects.
-
-    /// Delete one row of a company whose dependents go by `ON DELETE CASCADE`.
-    async fn delete_cascading(
-        &self,
-        sql: &'static str,
-        company_id: Uuid,
-        id: Uuid,
-    ) -> StoreResult<()> {
-        let _writer = self.writer().await;
-        one_row(
-            sqlx::query(sql)
-                .bind(company_id.to_string())
-                .bind(id.to_string())
-                .execute(self.pool())
-                .await?,
-        )
-    }
-
-    pub async fn get_thread(&self, company_id: Uuid, id: Uuid) -> StoreResult<Option<Thread>> {
+    async fn get_thread(&self, company_id: Uuid, id: Uuid) -> StoreResult<Option<Thread>> {
         sqlx::query_as::<_, ThreadRow>(
             "SELECT id, company_id, project_id, name, created_at, updated_at FROM threads WHERE company_id = $1 AND id = $2",
         )
@@ -1116,7 +1269,7 @@ impl SqlStore {
         .transpose()
     }
 
-    pub async fn list_threads(
+    async fn list_threads(
         &self,
         company_id: Uuid,
         limit: i64,
@@ -1133,7 +1286,7 @@ impl SqlStore {
         .await
     }
 
-    pub async fn rename_thread(&self, company_id: Uuid, id: Uuid, name: &str) -> StoreResult<()> {
+    async fn rename_thread(&self, company_id: Uuid, id: Uuid, name: &str) -> StoreResult<()> {
         one_row(
             sqlx::query(
                 "UPDATE threads SET name = $1, updated_at = $2 WHERE company_id = $3 AND id = $4",
@@ -1148,7 +1301,7 @@ impl SqlStore {
     }
 
     /// Delete a thread with its messages, runs and their events (cascades).
-    pub async fn delete_thread(&self, company_id: Uuid, id: Uuid) -> StoreResult<()> {
+    async fn delete_thread(&self, company_id: Uuid, id: Uuid) -> StoreResult<()> {
         self.delete_cascading(
             "DELETE FROM threads WHERE company_id = $1 AND id = $2",
             company_id,
@@ -1158,7 +1311,7 @@ impl SqlStore {
     }
 
     /// A thread's messages, oldest first.
-    pub async fn thread_messages(
+    async fn thread_messages(
         &self,
         company_id: Uuid,
         thread_id: Uuid,
@@ -1178,7 +1331,7 @@ impl SqlStore {
     }
 
     /// The newest `limit` messages of a thread, oldest first (a run's history).
-    pub async fn thread_history(
+    async fn thread_history(
         &self,
         company_id: Uuid,
         thread_id: Uuid,
@@ -1197,7 +1350,7 @@ impl SqlStore {
         rows.into_iter().map(ThreadMessage::try_from).collect()
     }
 
-    pub async fn get_project(&self, company_id: Uuid, id: Uuid) -> StoreResult<Option<Project>> {
+    async fn get_project(&self, company_id: Uuid, id: Uuid) -> StoreResult<Option<Project>> {
         sqlx::query_as::<_, ProjectRow>(
             "SELECT id, company_id, name, sandbox_id, created_at FROM projects WHERE company_id = $1 AND id = $2",
         )
@@ -1209,7 +1362,7 @@ impl SqlStore {
         .transpose()
     }
 
-    pub async fn list_projects(
+    async fn list_projects(
         &self,
         company_id: Uuid,
         limit: i64,
@@ -1227,7 +1380,7 @@ impl SqlStore {
     }
 
     /// Delete a project with its threads, runs, events and files (cascades).
-    pub async fn delete_project(&self, company_id: Uuid, id: Uuid) -> StoreResult<()> {
+    async fn delete_project(&self, company_id: Uuid, id: Uuid) -> StoreResult<()> {
         self.delete_cascading(
             "DELETE FROM projects WHERE company_id = $1 AND id = $2",
             company_id,
@@ -1237,7 +1390,7 @@ impl SqlStore {
     }
 
     /// `(name, size)` of the files kept with a project, oldest first.
-    pub async fn project_files(
+    async fn project_files(
         &self,
         company_id: Uuid,
         project_id: Uuid,
@@ -1249,5 +1402,26 @@ impl SqlStore {
         .bind(project_id.to_string())
         .fetch_all(self.pool())
         .await?)
+    }
+}
+
+impl SqlStore {
+    // Threads and projects.
+
+    /// Delete one row of a company whose dependents go by `ON DELETE CASCADE`.
+    async fn delete_cascading(
+        &self,
+        sql: &'static str,
+        company_id: Uuid,
+        id: Uuid,
+    ) -> StoreResult<()> {
+        let _writer = self.writer().await;
+        one_row(
+            sqlx::query(sql)
+                .bind(company_id.to_string())
+                .bind(id.to_string())
+                .execute(self.pool())
+                .await?,
+        )
     }
 }

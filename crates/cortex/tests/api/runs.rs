@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use cortex::store::RunStore;
 use cortex_fakellm::{FakeLlm, Step};
 use futures_util::StreamExt;
 use reqwest::Method;
