@@ -54,6 +54,9 @@ pub struct Inner {
     /// Cancelled when the node begins shutting down.
     pub shutdown: CancellationToken,
     shutting_down: AtomicBool,
+    /// Companies last seen unmetered (no credit balance), and when: a chat skips the balance
+    /// read for a second after (see [`AppState::is_out_of_credits`]).
+    unmetered: std::sync::Mutex<HashMap<Uuid, Instant>>,
     /// When this node last wrote `last_used_at` per key, so bursts cause one write, not many.
     key_touches: std::sync::Mutex<HashMap<Uuid, Instant>>,
 }
@@ -101,6 +104,7 @@ impl AppState {
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             shutting_down: AtomicBool::new(false),
+            unmetered: std::sync::Mutex::new(HashMap::new()),
             key_touches: std::sync::Mutex::new(HashMap::new()),
         }))
     }
@@ -120,6 +124,36 @@ impl AppState {
         self.coord
             .invalidate_agent(&self.agent_cache, agent_id)
             .await;
+    }
+
+    /// Whether a company is metered and at or below zero credits. An unmetered company (the
+    /// common case) is remembered for a second, so a burst of chats costs one balance read per
+    /// second, not one each; a metered company's balance is read every time, so its `402` is
+    /// exact. An operator's `cortex admin credits` reaches a node within a second.
+    pub async fn is_out_of_credits(
+        &self,
+        company_id: Uuid,
+    ) -> Result<bool, crate::store::StoreError> {
+        use crate::store::RunStore;
+        const FRESH: std::time::Duration = std::time::Duration::from_secs(1);
+        let now = Instant::now();
+        if let Ok(map) = self.unmetered.lock()
+            && map
+                .get(&company_id)
+                .is_some_and(|at| now.duration_since(*at) < FRESH)
+        {
+            return Ok(false);
+        }
+        let credits = self.store.credits(company_id).await?;
+        if credits.is_none()
+            && let Ok(mut map) = self.unmetered.lock()
+        {
+            if map.len() > 100_000 {
+                map.retain(|_, at| now.duration_since(*at) < FRESH);
+            }
+            map.insert(company_id, now);
+        }
+        Ok(credits.is_some_and(|c| c <= 0))
     }
 
     /// Whether this node should write `last_used_at` for a key now (at most once per interval).

@@ -19,7 +19,6 @@ use crate::auth::Identity;
 use crate::limits::Subject;
 use crate::pipeline::{self, ChatInput, ChatReply, Event, Frame, PipelineError};
 use crate::state::AppState;
-use crate::store::RunStore;
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ChatBody {
@@ -112,12 +111,7 @@ impl ChatBody {
 /// Count the message against its conversation's rate (429 beyond it); a metered company out of
 /// credits is refused (402) before any work.
 async fn admit(state: &AppState, input: ChatInput) -> ApiResult<ChatInput> {
-    if state
-        .store
-        .credits(input.company_id)
-        .await?
-        .is_some_and(|c| c <= 0)
-    {
+    if state.is_out_of_credits(input.company_id).await? {
         return Err(ApiError::insufficient_credits());
     }
     let subject = Subject::Conversation {
