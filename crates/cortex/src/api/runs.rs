@@ -815,14 +815,12 @@ async fn stop_runs_of(
     project_id: Option<Uuid>,
     thread_id: Option<Uuid>,
 ) -> ApiResult<()> {
-    for run_id in state
+    for run in state
         .store
         .running_runs_of_threads(company_id, project_id, thread_id)
         .await?
     {
-        if let Some(run) = state.store.get_run(company_id, run_id).await? {
-            stop_and_wait(state, run).await?;
-        }
+        stop_and_wait(state, run).await?;
     }
     Ok(())
 }

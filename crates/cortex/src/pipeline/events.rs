@@ -70,11 +70,6 @@ impl Event {
         }
     }
 
-    /// Whether this is a run's final status.
-    pub fn is_final(&self) -> bool {
-        matches!(self, Event::Status { status, .. } if status != "running")
-    }
-
     pub fn status(status: &str, error: Option<String>, error_code: Option<String>) -> Event {
         Event::Status {
             status: status.to_owned(),

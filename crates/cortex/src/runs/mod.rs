@@ -58,6 +58,16 @@ struct Queue {
     messages: Vec<NewMessage>,
 }
 
+impl Queue {
+    /// Everything queued, leaving the queue empty.
+    fn take(&mut self) -> (Vec<Frame>, Vec<NewMessage>) {
+        (
+            std::mem::take(&mut self.frames),
+            std::mem::take(&mut self.messages),
+        )
+    }
+}
+
 impl LocalRun {
     pub fn stop(&self, reason: StopReason) {
         if let Ok(mut r) = self.reason.lock() {
@@ -84,13 +94,7 @@ impl LocalRun {
     /// Write what is queued: to Redis first (other nodes' viewers), then to the database.
     async fn flush(&self, state: &AppState) -> Result<(), crate::store::StoreError> {
         let _order = self.flushing.lock().await;
-        let (frames, messages) = {
-            let mut q = self.queue.lock().await;
-            (
-                std::mem::take(&mut q.frames),
-                std::mem::take(&mut q.messages),
-            )
-        };
+        let (frames, messages) = self.queue.lock().await.take();
         if frames.is_empty() && messages.is_empty() {
             return Ok(());
         }
@@ -102,12 +106,8 @@ impl LocalRun {
         if written.is_err() {
             // Put them back in front, to be written with the next batch.
             let mut q = self.queue.lock().await;
-            let mut f = frames;
-            f.append(&mut q.frames);
-            q.frames = f;
-            let mut m = messages;
-            m.append(&mut q.messages);
-            q.messages = m;
+            q.frames.splice(0..0, frames);
+            q.messages.splice(0..0, messages);
         }
         written
     }
@@ -276,20 +276,13 @@ fn user_message(e: &PipelineError) -> &'static str {
 /// Write the final status with the last queued events (retrying while storage fails), then
 /// release the run on this node.
 async fn finish_local(state: &AppState, lr: &Arc<LocalRun>, fin: Final) {
-    let frame = lr
-        .push(
-            &Event::status(fin.status, fin.error.clone(), fin.code.map(str::to_owned)),
-            None,
-        )
-        .await;
+    lr.push(
+        &Event::status(fin.status, fin.error.clone(), fin.code.map(str::to_owned)),
+        None,
+    )
+    .await;
     let _order = lr.flushing.lock().await;
-    let (frames, messages) = {
-        let mut q = lr.queue.lock().await;
-        (
-            std::mem::take(&mut q.frames),
-            std::mem::take(&mut q.messages),
-        )
-    };
+    let (frames, messages) = lr.queue.lock().await.take();
     state.coord.publish_run_frames(lr.id, &frames).await;
     let mut delay = Duration::from_millis(100);
     for attempt in 0.. {
@@ -326,7 +319,6 @@ async fn finish_local(state: &AppState, lr: &Arc<LocalRun>, fin: Final) {
             }
         }
     }
-    debug_assert!(frame.is_final());
     if let Ok(mut m) = state.runs.local.lock() {
         m.remove(&lr.id);
     }
@@ -710,10 +702,8 @@ async fn follow_mirrors(state: &AppState) {
                     _ => break,
                 }
             }
-            m.log.extend(got);
-        } else {
-            m.log.extend(got);
         }
+        m.log.extend(got);
         // Done, or no viewer holds the log any more (the map's is the only reference).
         if (m.log.is_done() || Arc::strong_count(&m.log) <= 2)
             && let Ok(mut map) = state.runs.mirrors.lock()

@@ -282,24 +282,9 @@ impl SqlStore {
         R: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
         T: TryFrom<R, Error = StoreError>,
     {
-        let total: i64 = sqlx::query_scalar(count)
-            .bind(company_id.to_string())
-            .fetch_one(self.pool())
-            .await?;
-        let items = sqlx::query_as::<_, R>(list)
-            .bind(company_id.to_string())
-            .bind(limit)
-            .bind(offset)
-            .fetch_all(self.pool())
-            .await?
-            .into_iter()
-            .map(T::try_from)
-            .collect::<StoreResult<Vec<_>>>()?;
-        Ok(Page { items, total })
+        self.page(count, list, &[company_id], limit, offset).await
     }
-}
 
-impl SqlStore {
     /// One page of the rows of one thing of a company (a thread's runs, its messages): `count`
     /// binds `$1` company id and `$2` scope id, `list` also `$3` limit and `$4` offset.
     pub(crate) async fn scoped_page<R, T>(
@@ -315,14 +300,31 @@ impl SqlStore {
         R: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
         T: TryFrom<R, Error = StoreError>,
     {
-        let total: i64 = sqlx::query_scalar(count)
-            .bind(company_id.to_string())
-            .bind(scope_id.to_string())
-            .fetch_one(self.pool())
-            .await?;
-        let items = sqlx::query_as::<_, R>(list)
-            .bind(company_id.to_string())
-            .bind(scope_id.to_string())
+        self.page(count, list, &[company_id, scope_id], limit, offset)
+            .await
+    }
+
+    /// `count` with `ids` bound first, then `list` with `ids`, `limit` and `offset`.
+    async fn page<R, T>(
+        &self,
+        count: &'static str,
+        list: &'static str,
+        ids: &[Uuid],
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Page<T>>
+    where
+        R: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+        T: TryFrom<R, Error = StoreError>,
+    {
+        let mut count = sqlx::query_scalar(count);
+        let mut list = sqlx::query_as::<_, R>(list);
+        for id in ids {
+            count = count.bind(id.to_string());
+            list = list.bind(id.to_string());
+        }
+        let total: i64 = count.fetch_one(self.pool()).await?;
+        let items = list
             .bind(limit)
             .bind(offset)
             .fetch_all(self.pool())

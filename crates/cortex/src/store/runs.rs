@@ -486,13 +486,13 @@ pub trait RunStore {
         offset: i64,
     ) -> StoreResult<Page<Run>>;
 
-    /// The ids of a company's running runs on some threads (to stop them before a delete).
+    /// A company's running runs in a project or on a thread (to stop them before a delete).
     async fn running_runs_of_threads(
         &self,
         company_id: Uuid,
         project_id: Option<Uuid>,
         thread_id: Option<Uuid>,
-    ) -> StoreResult<Vec<Uuid>>;
+    ) -> StoreResult<Vec<Run>>;
 
     /// Append a running run's events (and the thread messages they announce) in one
     /// transaction; an event already stored (same seq) is kept as it was.
@@ -903,23 +903,27 @@ impl RunStore for SqlStore {
         .await
     }
 
-    /// The ids of a company's running runs on some threads (to stop them before a delete).
+    /// A company's running runs in a project or on a thread (to stop them before a delete).
     async fn running_runs_of_threads(
         &self,
         company_id: Uuid,
         project_id: Option<Uuid>,
         thread_id: Option<Uuid>,
-    ) -> StoreResult<Vec<Uuid>> {
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM agent_runs WHERE company_id = $1 AND status = 'running' \
-             AND ($2 IS NULL OR project_id = $2) AND ($3 IS NULL OR thread_id = $3)",
-        )
+    ) -> StoreResult<Vec<Run>> {
+        sqlx::query_as::<_, RunRow>(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM agent_runs WHERE company_id = $1 AND status = 'running' \
+             AND ($2 IS NULL OR project_id = $2) AND ($3 IS NULL OR thread_id = $3)"
+        ))
         .bind(company_id.to_string())
         .bind(project_id.map(|p| p.to_string()))
         .bind(thread_id.map(|t| t.to_string()))
         .fetch_all(self.pool())
-        .await?;
-        ids.iter().map(|s| super::parse_id(s)).collect()
+        .await?
+        .into_iter()
+        .map(Run::try_from)
+        .collect()
     }
 
     /// Append a running run's events (and the thread messages they announce) in one

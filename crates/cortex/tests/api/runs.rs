@@ -1213,6 +1213,19 @@ async fn files_are_kept_with_the_project_within_the_limits(b: Backend) {
     );
 }
 
+async fn prometheus_text(e: &Env) -> String {
+    e.app
+        .client
+        .get(format!("{}/v1/metrics", e.app.base))
+        .bearer_auth(bearer(&e.s))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 async fn node_health_and_system_metrics_report_runs(b: Backend) {
     let e = env(b).await;
     let debug = e.app.get("/v1/health/debug", &e.s).await;
@@ -1230,17 +1243,7 @@ async fn node_health_and_system_metrics_report_runs(b: Backend) {
     let sys = e.app.get("/v1/metrics/system", &e.s).await;
     assert_eq!(sys.body["active_agent_runs"], 1, "{}", sys.body);
     assert_eq!(sys.body["orphaned_streams"], 0);
-    let prom = e
-        .app
-        .client
-        .get(format!("{}/v1/metrics", e.app.base))
-        .bearer_auth(bearer(&e.s))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let prom = prometheus_text(&e).await;
     assert!(prom.contains("cortex_active_runs"), "{prom}");
     // Stopped milliseconds after the start, while the model call is still connecting: a stop,
     // not a model failure.
@@ -1252,17 +1255,7 @@ async fn node_health_and_system_metrics_report_runs(b: Backend) {
     assert_eq!(stopped.body["error"], Value::Null);
     // Counted right after the final status is stored.
     let prom = crate::helpers::eventually(|| async {
-        let text = e
-            .app
-            .client
-            .get(format!("{}/v1/metrics", e.app.base))
-            .bearer_auth(bearer(&e.s))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = prometheus_text(&e).await;
         text.contains("cortex_runs_total{status=\"stopped\"}")
             .then_some(text)
     })
