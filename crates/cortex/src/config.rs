@@ -45,8 +45,67 @@ pub struct Config {
     pub secrets: SecretsConfig,
     pub sdk: SdkConfig,
     pub runs: RunsConfig,
+    pub sandbox: SandboxConfig,
     /// Plans by name (`free`, `pro`, `enterprise`, or any other): limits and model access.
     pub plans: std::collections::BTreeMap<String, PlanConfig>,
+    /// The configuration file this was read from (hidden from sandboxed commands).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+/// Per-project workspaces and the isolation of `run_command`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxConfig {
+    /// Where project workspaces live; empty: `<data_dir>/workspaces`. Scaled out, a volume every
+    /// node mounts at the same path.
+    pub workspace_root: Option<PathBuf>,
+    /// The bubblewrap executable (a name is looked up on `PATH`).
+    pub bwrap: PathBuf,
+    /// Run commands without isolation when bubblewrap does not work here. Never the default.
+    pub allow_unsandboxed: bool,
+    /// Bytes one workspace may hold (uploads and `write_file` beyond it are refused).
+    pub max_workspace_bytes: u64,
+    /// `run_command`'s wall clock when the model gives none, in seconds.
+    pub command_timeout_seconds: u64,
+    /// The largest `timeout_seconds` a model may ask for.
+    pub max_command_timeout_seconds: u64,
+    /// CPU seconds of one command (`RLIMIT_CPU`).
+    pub cpu_seconds: u64,
+    /// Address space of each process of a command, in bytes (`RLIMIT_AS`).
+    pub memory_bytes: u64,
+    /// Processes of the sandbox user at once (`RLIMIT_NPROC`): a fork bomb ends there.
+    pub max_processes: u64,
+    /// Output a command may produce; beyond it the command is stopped.
+    pub max_output_bytes: u64,
+    /// Size of each command's private `/tmp` (memory-backed), in bytes.
+    pub tmp_bytes: u64,
+    /// Characters of a built-in tool's result the model sees; the rest is cut with a note.
+    pub tool_result_chars: usize,
+    /// The host user commands run as when the server runs as root.
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            workspace_root: None,
+            bwrap: PathBuf::from("bwrap"),
+            allow_unsandboxed: false,
+            max_workspace_bytes: 1024 * 1024 * 1024,
+            command_timeout_seconds: 60,
+            max_command_timeout_seconds: 600,
+            cpu_seconds: 300,
+            memory_bytes: 2 * 1024 * 1024 * 1024,
+            max_processes: 256,
+            max_output_bytes: 4 * 1024 * 1024,
+            tmp_bytes: 256 * 1024 * 1024,
+            tool_result_chars: 20_000,
+            uid: 65534,
+            gid: 65534,
+        }
+    }
 }
 
 /// Asynchronous agent runs.
@@ -387,7 +446,9 @@ impl Default for Config {
             secrets: SecretsConfig::default(),
             sdk: SdkConfig::default(),
             runs: RunsConfig::default(),
+            sandbox: SandboxConfig::default(),
             plans: default_plans(),
+            source: None,
         }
     }
 }
@@ -494,7 +555,8 @@ impl Config {
                     .only(&["BOOTSTRAP_EMAIL", "BOOTSTRAP_PASSWORD"])
                     .map(|k| format!("auth.{}", k.as_str().to_ascii_lowercase()).into()),
             );
-        let cfg: Config = fig.extract().map_err(|e| ConfigError(e.to_string()))?;
+        let mut cfg: Config = fig.extract().map_err(|e| ConfigError(e.to_string()))?;
+        cfg.source = file.map(Path::to_path_buf);
         cfg.validate()?;
         Ok(cfg)
     }
@@ -574,6 +636,21 @@ impl Config {
                 "runs: max_steps, max_seconds, max_file_bytes and max_upload_bytes must be positive and lease_seconds at least 3".into(),
             ));
         }
+        let sb = &self.sandbox;
+        if sb.max_workspace_bytes == 0
+            || sb.command_timeout_seconds == 0
+            || sb.max_command_timeout_seconds < sb.command_timeout_seconds
+            || sb.cpu_seconds == 0
+            || sb.memory_bytes < 64 * 1024 * 1024
+            || sb.max_processes < 8
+            || sb.max_output_bytes == 0
+            || sb.tmp_bytes == 0
+            || sb.tool_result_chars < 200
+        {
+            return Err(ConfigError(
+                "sandbox: limits must be positive, max_command_timeout_seconds >= command_timeout_seconds, memory_bytes >= 64 MiB, max_processes >= 8, tool_result_chars >= 200".into(),
+            ));
+        }
         for (name, plan) in &self.plans {
             for tier in &plan.tiers {
                 if tier != "all" && tier.parse::<cortex_llm::Tier>().is_err() {
@@ -606,6 +683,14 @@ impl Config {
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| ConfigError(format!("log.level: {e}")))?;
         Ok(())
+    }
+
+    /// Where project workspaces live.
+    pub fn workspace_root(&self) -> PathBuf {
+        self.sandbox
+            .workspace_root
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("workspaces"))
     }
 
     /// The database URL actually used: the configured one or the SQLite file in the data dir.

@@ -10,6 +10,7 @@ pub mod knowledge;
 pub mod limits;
 pub mod pipeline;
 pub mod runs;
+pub mod sandbox;
 pub mod secrets;
 pub mod server;
 pub mod state;

@@ -73,6 +73,7 @@ pub async fn init(config: Config) -> anyhow::Result<AppState> {
     };
     tracing::info!(embedding_models = %knowledge.registry.names().join(", "),
         default = knowledge.registry.default_name(), "embedding models configured");
+    let sandbox = Arc::new(crate::sandbox::Sandbox::start(&config, &instance_id).await);
     let state = AppState::new(
         Arc::new(config),
         store,
@@ -83,6 +84,7 @@ pub async fn init(config: Config) -> anyhow::Result<AppState> {
         coord,
         Arc::new(knowledge),
         secrets,
+        sandbox,
     );
     let st = state.clone();
     let apply = Arc::new(move |signal: crate::coord::Signal| match signal {
@@ -102,6 +104,15 @@ pub async fn init(config: Config) -> anyhow::Result<AppState> {
     crate::runs::start_background(&state)
         .await
         .context("starting agent runs")?;
+    let moved = crate::runs::move_legacy_files(&state)
+        .await
+        .context("moving uploaded files into workspaces")?;
+    if moved > 0 {
+        tracing::info!(
+            files = moved,
+            "uploaded files moved from the database into workspaces"
+        );
+    }
     Ok(state)
 }
 

@@ -35,6 +35,8 @@ pub struct Inner {
     pub knowledge: Arc<crate::knowledge::Knowledge>,
     /// Seals connection credentials; `None` on PostgreSQL without `secrets.encryption_key`.
     pub secrets: Option<Arc<crate::secrets::SecretBox>>,
+    /// Project workspaces and isolated commands.
+    pub sandbox: Arc<crate::sandbox::Sandbox>,
     /// Stage 01's cache of loaded agents.
     pub agent_cache: ConfigCache,
     /// In-process, or Redis when scaled out.
@@ -80,6 +82,7 @@ impl AppState {
         coord: crate::coord::Coordinator,
         knowledge: Arc<crate::knowledge::Knowledge>,
         secrets: Option<Arc<crate::secrets::SecretBox>>,
+        sandbox: Arc<crate::sandbox::Sandbox>,
     ) -> Self {
         let client_ips = crate::limits::ClientIps::new(config.limits.max_client_ips);
         let jwks = config.auth.jwks().map(crate::auth::jwks::Jwks::new);
@@ -94,6 +97,7 @@ impl AppState {
             actions,
             knowledge,
             secrets,
+            sandbox,
             agent_cache: ConfigCache::default(),
             rate: crate::limits::RateLimiter::for_coordinator(&coord),
             client_ips,

@@ -173,6 +173,20 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<crate::sandbox::FsError> for ApiError {
+    fn from(e: crate::sandbox::FsError) -> Self {
+        use crate::sandbox::FsError;
+        match e {
+            FsError::BadPath(_) | FsError::NotAFile(_) | FsError::NotADirectory(_) => {
+                ApiError::BadRequest(e.to_string())
+            }
+            FsError::NotFound(_) => ApiError::not_found("File"),
+            FsError::TooLarge(m) => ApiError::PayloadTooLarge(m),
+            FsError::Io(_) => ApiError::internal(e),
+        }
+    }
+}
+
 /// `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (unix seconds).
 pub fn rate_limit_headers(headers: &mut axum::http::HeaderMap, q: &crate::limits::Quota) {
     headers.insert("x-ratelimit-limit", HeaderValue::from(q.limit));

@@ -77,7 +77,14 @@ pub async fn detailed(State(state): State<AppState>) -> Json<DetailedHealth> {
             redis.map_or_else(|e| format!("error: {e}"), |()| "ok".into()),
         );
     }
-    let ok = checks.values().all(|v| v == "ok") && !state.is_shutting_down();
+    // Unsandboxed is the operator's choice, not a fault.
+    let sandbox = state.sandbox.health();
+    let sandbox_ok = sandbox == "ok" || sandbox == "unsandboxed";
+    checks.insert("sandbox".into(), sandbox);
+    let ok = checks
+        .iter()
+        .all(|(k, v)| v == "ok" || (k == "sandbox" && sandbox_ok))
+        && !state.is_shutting_down();
     Json(DetailedHealth {
         status: if ok { "ok" } else { "degraded" }.into(),
         version: VERSION.into(),

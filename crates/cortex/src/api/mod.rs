@@ -131,6 +131,8 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(runs::thread_messages))
         .routes(routes!(runs::list_projects))
         .routes(routes!(runs::get_project, runs::delete_project))
+        .routes(routes!(runs::list_files))
+        .routes(routes!(runs::file_content))
         .routes(routes!(runs::billing))
         // Uploads are bounded by `limits.upload_bytes` in the handler, not by the JSON limit.
         .merge(

@@ -23,9 +23,14 @@ use crate::pipeline::{AgentChoice, Event, Frame};
 use crate::runs::{EventLog, Job, StopReason};
 use crate::state::AppState;
 use crate::store::{
-    AgentStore, CompanyStore, NewFile, Project, Run, RunStore, StartPlan, StartRefusal, Thread,
-    ThreadTarget,
+    AgentStore, CompanyStore, Project, Run, RunStore, StartPlan, StartRefusal, Thread, ThreadTarget,
 };
+
+/// A file of `files[]`, as received (its name already cleaned).
+struct Upload {
+    name: String,
+    content: Vec<u8>,
+}
 
 /// Runs need the `runs` scope on an API key (portal users have it).
 fn require_runs(caller: &Identity) -> ApiResult<()> {
@@ -116,7 +121,7 @@ struct StartForm {
     optimistic: Option<String>,
     memory_enabled: Option<String>,
     mode: Option<String>,
-    files: Vec<NewFile>,
+    files: Vec<Upload>,
 }
 
 fn flag(field: &str, value: Option<&str>) -> ApiResult<Option<bool>> {
@@ -173,7 +178,7 @@ async fn read_form(state: &AppState, mut form: Multipart) -> ApiResult<StartForm
                 bytes.extend_from_slice(&piece);
             }
             total += bytes.len();
-            out.files.push(NewFile {
+            out.files.push(Upload {
                 name: file_name,
                 content: bytes,
             });
@@ -194,6 +199,79 @@ async fn read_form(state: &AppState, mut form: Multipart) -> ApiResult<StartForm
         *slot = Some(text).filter(|t| !t.trim().is_empty());
     }
     Ok(out)
+}
+
+/// The project a start's files go to: the thread's, the one named, or the one it will create.
+/// Only the caller's company's (a thread or project of another is a 404, as in the start).
+async fn upload_project(
+    state: &AppState,
+    company_id: Uuid,
+    target: &ThreadTarget,
+    new_project_id: Uuid,
+) -> ApiResult<Uuid> {
+    let thread = |id: Uuid| async move { state.store.get_thread(company_id, id).await };
+    Ok(match *target {
+        ThreadTarget::Existing(id) => {
+            thread(id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("Thread"))?
+                .project_id
+        }
+        ThreadTarget::Optimistic {
+            thread_id,
+            project_id,
+        } => match thread(thread_id).await? {
+            Some(t) => t.project_id,
+            // New here; the workspace path is per company, so another company's project id
+            // cannot reach its files (the start then answers 404).
+            None => project_id,
+        },
+        ThreadTarget::New {
+            project_id: Some(id),
+        } => {
+            state
+                .store
+                .get_project(company_id, id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("Project"))?
+                .id
+        }
+        ThreadTarget::New { project_id: None } => new_project_id,
+    })
+}
+
+/// Store uploads in the workspace (a clashing name gets a suffix) within its size limit; all or
+/// none. Returns the names used.
+async fn place_uploads(
+    state: &AppState,
+    ws: &crate::sandbox::Workspace,
+    files: Vec<Upload>,
+) -> ApiResult<Vec<String>> {
+    let ws = ws.clone();
+    let limit = state.sandbox.config().max_workspace_bytes;
+    let placed = tokio::task::spawn_blocking(move || {
+        let incoming: u64 = files.iter().map(|f| f.content.len() as u64).sum();
+        let used = ws.usage()?;
+        if used + incoming > limit {
+            return Err(crate::sandbox::FsError::TooLarge(format!(
+                "the project's workspace would exceed its limit of {limit} bytes ({used} bytes used)"
+            )));
+        }
+        let mut placed = Vec::new();
+        for f in &files {
+            match ws.place(&f.name, &f.content) {
+                Ok(name) => placed.push(name),
+                Err(e) => {
+                    ws.remove(&placed);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(placed)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    Ok(placed)
 }
 
 /// A new thread's (and project's) name: the prompt's first words.
@@ -411,6 +489,27 @@ pub async fn start(
         .copied()
         .filter(|t| plan.allows(t.as_str()))
         .collect();
+    // Files land in the workspace before the start's transaction (which needs their final
+    // names in the prompt); they are removed again if the start is refused.
+    let new_project_id = crate::store::new_id();
+    let (placed, workspace) = if form.files.is_empty() {
+        (Vec::new(), None)
+    } else {
+        let project_id = upload_project(&state, caller.company_id, &target, new_project_id).await?;
+        let ws = state.sandbox.workspace(caller.company_id, project_id);
+        let placed = place_uploads(&state, &ws, form.files).await?;
+        (placed, Some(ws))
+    };
+    let prompt = match (&form.prompt, placed.is_empty()) {
+        (p, true) => p.clone(),
+        (p, false) => {
+            let mut text = p.clone().unwrap_or_default();
+            for name in &placed {
+                text.push_str(&format!("\n\n[Uploaded File: /workspace/{name}]"));
+            }
+            Some(text.trim_start().to_owned())
+        }
+    };
     let run_id = crate::store::new_id();
     let first = Frame::new(1, &Event::status("running", None, None));
     let lease = chrono::Duration::seconds(state.config.runs.lease_seconds as i64);
@@ -422,7 +521,7 @@ pub async fn start(
                 company_id: caller.company_id,
                 target,
                 name: name_from(form.prompt.as_deref()),
-                prompt: form.prompt.clone(),
+                prompt: prompt.clone(),
                 agent_id: match agent {
                     AgentChoice::Id(id) => Some(id),
                     AgentChoice::Builtin => None,
@@ -434,18 +533,28 @@ pub async fn start(
                 lease_until: crate::store::now() + lease,
                 concurrent_runs: plan.concurrent_runs,
                 thread_limit: plan.threads,
-                files: form.files,
+                new_project_id,
+                sandbox_id: crate::store::new_id(),
                 first_event: first.clone(),
             },
         )
-        .await
-        .map_err(refusal)?;
+        .await;
+    let started = match started {
+        Ok(s) => s,
+        Err(e) => {
+            if let Some(ws) = workspace {
+                let _ = tokio::task::spawn_blocking(move || ws.remove(&placed)).await;
+            }
+            return Err(refusal(e));
+        }
+    };
     let run = started.run;
     crate::runs::spawn(
         &state,
         Job {
             company_id: caller.company_id,
             thread_id: run.thread_id,
+            project_id: run.project_id,
             run_id,
             agent,
             tier,
@@ -454,7 +563,7 @@ pub async fn start(
             memory_enabled,
             mode: form.mode,
             customer_id: customer_of(&caller),
-            prompt: form.prompt,
+            prompt,
         },
         first,
     );
@@ -969,7 +1078,91 @@ pub async fn delete_project(
         .store
         .delete_project(caller.company_id, project.id)
         .await?;
+    let ws = state.sandbox.workspace(caller.company_id, project.id);
+    let removed = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&ws.dir)).await;
+    if let Ok(Err(e)) = removed
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(project_id = %project.id, error = %e, "a deleted project's workspace was not removed");
+    }
     Ok(Json(json!({"success": true, "project_id": project.id})))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FileList {
+    pub success: bool,
+    pub files: Vec<crate::sandbox::FileEntry>,
+    pub pagination: PageInfo,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct FilePath {
+    path: Option<String>,
+}
+
+/// The files of a project's workspace (recursive; paths relative to `/workspace`).
+#[utoipa::path(get, path = "/v1/projects/{id}/files", tag = "runs", security(("bearer" = []), ("api_key" = [])),
+    params(("id" = String, Path), ("path" = Option<String>, Query, description = "A directory under the workspace"),
+        ("limit" = Option<i64>, Query), ("offset" = Option<i64>, Query)),
+    responses((status = 200, body = FileList), (status = 400), (status = 401), (status = 404)))]
+pub async fn list_files(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    Query(q): Query<FilePath>,
+    page: Pagination,
+) -> ApiResult<Json<FileList>> {
+    let project = find_project(&state, &caller, &id).await?;
+    let ws = state.sandbox.workspace(caller.company_id, project.id);
+    let path = q.path.unwrap_or_default();
+    let files = tokio::task::spawn_blocking(move || ws.list(&path))
+        .await
+        .map_err(ApiError::internal)??;
+    let total = files.len() as i64;
+    Ok(Json(FileList {
+        success: true,
+        files: files
+            .into_iter()
+            .skip(page.offset as usize)
+            .take(page.limit as usize)
+            .collect(),
+        pagination: page.info(total),
+    }))
+}
+
+/// One file's bytes, with a content type from its name. Served so that a browser never runs
+/// it (`Content-Security-Policy: sandbox`, `nosniff`).
+#[utoipa::path(get, path = "/v1/projects/{id}/files/content", tag = "runs", security(("bearer" = []), ("api_key" = [])),
+    params(("id" = String, Path), ("path" = String, Query, description = "Relative to /workspace, or absolute under it")),
+    responses((status = 200, description = "The file's bytes"), (status = 400), (status = 401), (status = 404)))]
+pub async fn file_content(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    Query(q): Query<FilePath>,
+) -> ApiResult<axum::response::Response> {
+    use axum::http::header;
+    let project = find_project(&state, &caller, &id).await?;
+    let Some(path) = q.path.filter(|p| !p.trim().is_empty()) else {
+        return Err(ApiError::BadRequest("path is required".into()));
+    };
+    let ws = state.sandbox.workspace(caller.company_id, project.id);
+    let p = path.clone();
+    let (file, size) = tokio::task::spawn_blocking(move || ws.open_file(&p))
+        .await
+        .map_err(ApiError::internal)??;
+    let mime = mime_guess::from_path(&path).first_or_octet_stream();
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(
+        tokio::fs::File::from_std(file),
+    ));
+    axum::response::Response::builder()
+        .header(header::CONTENT_TYPE, mime.as_ref())
+        .header(header::CONTENT_LENGTH, size)
+        .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
+        .header(header::CONTENT_SECURITY_POLICY, "sandbox")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(body)
+        .map_err(ApiError::internal)
 }
 
 #[derive(Debug, Serialize, ToSchema)]

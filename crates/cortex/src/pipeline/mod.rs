@@ -296,7 +296,14 @@ pub async fn prepare(
     };
     let mut tool_defs = extra_tools;
     if settings.max_tool_rounds > 0 {
-        tool_defs.extend(linked.tool_defs());
+        // An action named like an extra (built-in) tool is shadowed by it.
+        let extra: Vec<String> = tool_defs.iter().map(|d| d.name.clone()).collect();
+        tool_defs.extend(
+            linked
+                .tool_defs()
+                .into_iter()
+                .filter(|d| !extra.contains(&d.name)),
+        );
     }
     t.config_load = ms(s);
 

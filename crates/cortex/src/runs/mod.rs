@@ -117,6 +117,8 @@ impl LocalRun {
 pub struct Job {
     pub company_id: Uuid,
     pub thread_id: Uuid,
+    /// Its workspace is the built-in tools' `/workspace`.
+    pub project_id: Uuid,
     pub run_id: Uuid,
     pub agent: AgentChoice,
     /// The tier asked for (`model_name`), or `None` to route.
@@ -445,7 +447,7 @@ async fn work(state: &AppState, lr: &LocalRun, job: &Job) -> Result<(), Pipeline
             memory_enabled: job.memory_enabled,
             mode: job.mode.as_deref(),
         },
-        Vec::new(),
+        crate::sandbox::tools::defs(&state.sandbox),
     )
     .await?;
     let sink = RunSink {
@@ -490,9 +492,15 @@ async fn work(state: &AppState, lr: &LocalRun, job: &Job) -> Result<(), Pipeline
                 max_tokens: settings.max_tokens,
                 stream: true,
             };
-            let tools = pipeline::ActionSet {
-                state,
-                linked: &prepared.linked,
+            let tools = RunTools {
+                builtins: crate::sandbox::tools::SandboxTools {
+                    sandbox: &state.sandbox,
+                    workspace: state.sandbox.workspace(job.company_id, job.project_id),
+                },
+                actions: pipeline::ActionSet {
+                    state,
+                    linked: &prepared.linked,
+                },
             };
             let outcome = engine::run_loop(
                 llm,
@@ -548,6 +556,65 @@ async fn work(state: &AppState, lr: &LocalRun, job: &Job) -> Result<(), Pipeline
         }
     }
     Ok(())
+}
+
+/// Files uploaded before workspaces existed (kept in the database then) are moved into their
+/// projects' workspaces, once, at start-up; a file goes from the database only once written.
+pub async fn move_legacy_files(state: &AppState) -> Result<usize, crate::store::StoreError> {
+    let mut moved = 0;
+    loop {
+        let files = state.store.legacy_project_files(50).await?;
+        if files.is_empty() {
+            return Ok(moved);
+        }
+        for f in files {
+            let ws = state.sandbox.workspace(f.company_id, f.project_id);
+            let (name, content) = (f.name.clone(), f.content);
+            let placed = tokio::task::spawn_blocking(move || ws.place(&name, &content)).await;
+            match placed {
+                Ok(Ok(_)) => {
+                    state.store.delete_legacy_project_file(&f.id).await?;
+                    moved += 1;
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(file = %f.name, project_id = %f.project_id, error = %e,
+                        "an uploaded file could not be moved into its workspace; it stays in the database");
+                    return Ok(moved);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "moving uploaded files into workspaces failed");
+                    return Ok(moved);
+                }
+            }
+        }
+    }
+}
+
+/// A run's tools: the sandbox's built-ins, then the agent's actions.
+struct RunTools<'a> {
+    builtins: crate::sandbox::tools::SandboxTools<'a>,
+    actions: pipeline::ActionSet<'a>,
+}
+
+#[async_trait::async_trait]
+impl engine::ToolSet for RunTools<'_> {
+    fn defs(&self) -> Vec<cortex_llm::ToolDef> {
+        let mut defs = self.builtins.defs();
+        defs.extend(
+            self.actions
+                .defs()
+                .into_iter()
+                .filter(|d| !crate::sandbox::tools::NAMES.contains(&d.name.as_str())),
+        );
+        defs
+    }
+    async fn execute(&self, call: &cortex_llm::ToolCall) -> crate::actions::tools::ToolOutcome {
+        if crate::sandbox::tools::NAMES.contains(&call.name.as_str()) {
+            self.builtins.execute(call).await
+        } else {
+            self.actions.execute(call).await
+        }
+    }
 }
 
 /// Finalise a run whose node is gone (lease expired, or this node's leftovers at start-up):

@@ -38,8 +38,8 @@ pub use knowledge::{EmbeddingInfo, KnowledgeStore, decode_vector, encode_vector}
 pub use memory::{Fact, MemoryStore, NewFact};
 pub use public_keys::{PublicKey, PublicKeyStore};
 pub use runs::{
-    NewFile, NewMessage, Project, Run, RunRef, RunStore, StartPlan, StartRefusal, Started, Thread,
-    ThreadMessage, ThreadTarget, UsageRow, UsageTotals,
+    LegacyFile, NewMessage, Project, Run, RunRef, RunStore, StartPlan, StartRefusal, Started,
+    Thread, ThreadMessage, ThreadTarget, UsageRow, UsageTotals,
 };
 pub use users::{Role, User, UserStore};
 

@@ -1,4 +1,4 @@
-//! Agent runs: projects, threads and their messages, runs, run events, project files, plans and
+//! Agent runs: projects, threads and their messages, runs, run events, plans and
 //! credits. Every tenant read takes the company id first; the node-level reads (`orphaned_runs`,
 //! `running_runs_everywhere`, `renew_leases`, `running_total`, `existing_run_ids`,
 //! `prune_run_events`) serve the reaper, leases and system metrics, and give no client another
@@ -67,9 +67,13 @@ pub struct Run {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
-/// A file of `files[]`, kept with the run's project.
+/// A file uploaded before workspaces existed, kept in the database until moved to its
+/// project's workspace at start-up.
 #[derive(Debug, Clone)]
-pub struct NewFile {
+pub struct LegacyFile {
+    pub id: String,
+    pub company_id: Uuid,
+    pub project_id: Uuid,
     pub name: String,
     pub content: Vec<u8>,
 }
@@ -109,7 +113,10 @@ pub struct StartPlan {
     pub lease_until: DateTime<Utc>,
     pub concurrent_runs: u32,
     pub thread_limit: Option<u64>,
-    pub files: Vec<NewFile>,
+    /// The id of a project this start creates (`ThreadTarget::New` without a project).
+    pub new_project_id: Uuid,
+    /// The sandbox id given to a project that has none yet (a new one, or an older one).
+    pub sandbox_id: Uuid,
     /// The first event (seq 1), stored with the run.
     pub first_event: Frame,
 }
@@ -440,18 +447,22 @@ async fn insert_project(
     company_id: Uuid,
     id: Uuid,
     name: &str,
+    sandbox_id: Uuid,
 ) -> StoreResult<Project> {
     let p = Project {
         id,
         company_id,
         name: name.to_owned(),
-        sandbox_id: None,
+        sandbox_id: Some(sandbox_id),
         created_at: now(),
     };
-    sqlx::query("INSERT INTO projects (id, company_id, name, created_at) VALUES ($1, $2, $3, $4)")
+    sqlx::query(
+        "INSERT INTO projects (id, company_id, name, sandbox_id, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
         .bind(p.id.to_string())
         .bind(company_id.to_string())
         .bind(&p.name)
+        .bind(sandbox_id.to_string())
         .bind(fmt_ts(p.created_at))
         .execute(conn)
         .await
@@ -625,12 +636,12 @@ pub trait RunStore {
     /// Delete a project with its threads, runs, events and files (cascades).
     async fn delete_project(&self, company_id: Uuid, id: Uuid) -> StoreResult<()>;
 
-    /// `(name, size)` of the files kept with a project, oldest first.
-    async fn project_files(
-        &self,
-        company_id: Uuid,
-        project_id: Uuid,
-    ) -> StoreResult<Vec<(String, i64)>>;
+    /// Up to `limit` files uploaded before workspaces existed (node-level: the start-up move
+    /// into workspaces).
+    async fn legacy_project_files(&self, limit: i64) -> StoreResult<Vec<LegacyFile>>;
+
+    /// Forget a legacy file once it is in its workspace.
+    async fn delete_legacy_project_file(&self, id: &str) -> StoreResult<()>;
 }
 
 #[async_trait::async_trait]
@@ -684,7 +695,14 @@ impl RunStore for SqlStore {
                         Some(p) if p.company_id == plan.company_id => p,
                         Some(_) => return Err(StartRefusal::NotFound("Project")),
                         None => {
-                            insert_project(&mut tx, plan.company_id, project_id, &plan.name).await?
+                            insert_project(
+                                &mut tx,
+                                plan.company_id,
+                                project_id,
+                                &plan.name,
+                                plan.sandbox_id,
+                            )
+                            .await?
                         }
                     };
                     create_thread = Some((thread_id, project.id));
@@ -697,13 +715,34 @@ impl RunStore for SqlStore {
                         .await?
                         .filter(|p| p.company_id == plan.company_id)
                         .ok_or(StartRefusal::NotFound("Project"))?,
-                    None => insert_project(&mut tx, plan.company_id, new_id(), &plan.name).await?,
+                    None => {
+                        insert_project(
+                            &mut tx,
+                            plan.company_id,
+                            plan.new_project_id,
+                            &plan.name,
+                            plan.sandbox_id,
+                        )
+                        .await?
+                    }
                 };
                 let id = new_id();
                 create_thread = Some((id, project.id));
                 (id, project)
             }
         };
+        // A project from before sandboxes gets its id now (once, whichever start comes first).
+        let mut project = project;
+        if project.sandbox_id.is_none() {
+            let id: String = sqlx::query_scalar(
+                "UPDATE projects SET sandbox_id = COALESCE(sandbox_id, $1) WHERE id = $2 RETURNING sandbox_id",
+            )
+            .bind(plan.sandbox_id.to_string())
+            .bind(project.id.to_string())
+            .fetch_one(&mut *tx)
+            .await?;
+            project.sandbox_id = Some(parse_id(&id)?);
+        }
         if let Some((thread_id, project_id)) = create_thread {
             if let Some(limit) = plan.thread_limit {
                 let count: i64 =
@@ -798,22 +837,6 @@ impl RunStore for SqlStore {
             StoreError::Conflict(_) => StartRefusal::Busy,
             other => StartRefusal::Store(other),
         })?;
-        for f in &plan.files {
-            sqlx::query(
-                "INSERT INTO project_files (id, company_id, project_id, run_id, name, size, content, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(new_id().to_string())
-            .bind(&company)
-            .bind(project.id.to_string())
-            .bind(&run_s)
-            .bind(&f.name)
-            .bind(f.content.len() as i64)
-            .bind(f.content.clone())
-            .bind(fmt_ts(started_at))
-            .execute(&mut *tx)
-            .await?;
-        }
         insert_events(
             &mut tx,
             &company,
@@ -1393,19 +1416,33 @@ impl RunStore for SqlStore {
         .await
     }
 
-    /// `(name, size)` of the files kept with a project, oldest first.
-    async fn project_files(
-        &self,
-        company_id: Uuid,
-        project_id: Uuid,
-    ) -> StoreResult<Vec<(String, i64)>> {
-        Ok(sqlx::query_as(
-            "SELECT name, size FROM project_files WHERE company_id = $1 AND project_id = $2 ORDER BY created_at, id",
+    async fn legacy_project_files(&self, limit: i64) -> StoreResult<Vec<LegacyFile>> {
+        let rows: Vec<(String, String, String, String, Vec<u8>)> = sqlx::query_as(
+            "SELECT id, company_id, project_id, name, content FROM project_files ORDER BY created_at, id LIMIT $1",
         )
-        .bind(company_id.to_string())
-        .bind(project_id.to_string())
+        .bind(limit)
         .fetch_all(self.pool())
-        .await?)
+        .await?;
+        rows.into_iter()
+            .map(|(id, company_id, project_id, name, content)| {
+                Ok(LegacyFile {
+                    id,
+                    company_id: parse_id(&company_id)?,
+                    project_id: parse_id(&project_id)?,
+                    name,
+                    content,
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_legacy_project_file(&self, id: &str) -> StoreResult<()> {
+        let _writer = self.writer().await;
+        sqlx::query("DELETE FROM project_files WHERE id = $1")
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
     }
 }
 

@@ -21,5 +21,6 @@ mod memory;
 mod metrics;
 mod portal;
 mod runs;
+mod sandbox;
 mod scaled_out;
 mod sdk;
