@@ -224,10 +224,10 @@ async fn start_streams_to_completion(b: Backend) {
     let r = e.start(&[("prompt", "What is the answer?")]).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["status"], "running");
-    for k in ["thread_id", "agent_run_id", "project_id"] {
+    // Every project has a workspace: its sandbox id comes with the start.
+    for k in ["thread_id", "agent_run_id", "project_id", "sandbox_id"] {
         Uuid::parse_str(r.body[k].as_str().unwrap()).unwrap();
     }
-    assert!(r.body.get("sandbox_id").is_none(), "{}", r.body);
     assert!(t0.elapsed() < Duration::from_secs(5));
     let run = r.body["agent_run_id"].as_str().unwrap();
     let events = read_stream(&e.app, &e.s, run, None).await;

@@ -21,6 +21,7 @@ on_every_backend!(
     links_out_of_the_workspace_are_refused,
     two_projects_cannot_see_each_other,
     a_run_without_a_working_sandbox_completes_with_tool_errors,
+    files_uploaded_before_workspaces_are_moved_into_them,
 );
 
 async fn env(b: Backend) -> Env {
@@ -693,6 +694,43 @@ async fn a_run_without_a_working_sandbox_completes_with_tool_errors(b: Backend) 
         r["w"].0,
         "the file tools do not need bubblewrap: {:?}",
         r["w"]
+    );
+}
+
+async fn files_uploaded_before_workspaces_are_moved_into_them(b: Backend) {
+    let e = env(b).await;
+    e.fake.push(Step::text("ok"));
+    let (_, body) = start_with_files(&e.app, &e, &[("prompt", "x")], &[("a.txt", b"new")]).await;
+    let project = body["project_id"].as_str().unwrap().to_string();
+    e.finished(body["agent_run_id"].as_str().unwrap()).await;
+    // A row as the previous version stored an upload (the table is kept for this move).
+    let db = e.app.raw_db().await;
+    sqlx::query(
+        "INSERT INTO project_files (id, company_id, project_id, run_id, name, size, content, created_at) \
+         VALUES ($1, $2, $3, NULL, 'a.txt', 3, $4, '2026-11-01T00:00:00.000000Z')",
+    )
+    .bind(Uuid::new_v4().to_string())
+    .bind(e.company.to_string())
+    .bind(&project)
+    .bind(b"old".to_vec())
+    .execute(&db)
+    .await
+    .unwrap();
+    let moved = cortex::runs::move_legacy_files(&e.app.state).await.unwrap();
+    assert_eq!(moved, 1);
+    assert_eq!(
+        listed(&e.app, &e, &project).await,
+        vec![("a (1).txt".to_string(), 3), ("a.txt".to_string(), 3)]
+    );
+    assert_eq!(content(&e.app, &e, &project, "a (1).txt").await.2, b"old");
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM project_files")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    assert_eq!(
+        cortex::runs::move_legacy_files(&e.app.state).await.unwrap(),
+        0
     );
 }
 
