@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, Sse};
@@ -1100,6 +1101,12 @@ pub struct FilePath {
     path: Option<String>,
 }
 
+/// `?path=` as sent, or a 400 in the contract's shape (e.g. a malformed percent-encoding).
+fn file_query(q: Result<Query<FilePath>, QueryRejection>) -> ApiResult<FilePath> {
+    q.map(|Query(q)| q)
+        .map_err(|e| ApiError::BadRequest(format!("invalid query: {}", e.body_text())))
+}
+
 /// The files of a project's workspace (recursive; paths relative to `/workspace`).
 #[utoipa::path(get, path = "/v1/projects/{id}/files", tag = "runs", security(("bearer" = []), ("api_key" = [])),
     params(("id" = String, Path), ("path" = Option<String>, Query, description = "A directory under the workspace"),
@@ -1109,9 +1116,10 @@ pub async fn list_files(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
-    Query(q): Query<FilePath>,
+    q: Result<Query<FilePath>, QueryRejection>,
     page: Pagination,
 ) -> ApiResult<Json<FileList>> {
+    let q = file_query(q)?;
     let project = find_project(&state, &caller, &id).await?;
     let ws = state.sandbox.workspace(caller.company_id, project.id);
     let path = q.path.unwrap_or_default();
@@ -1139,9 +1147,10 @@ pub async fn file_content(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
-    Query(q): Query<FilePath>,
+    q: Result<Query<FilePath>, QueryRejection>,
 ) -> ApiResult<axum::response::Response> {
     use axum::http::header;
+    let q = file_query(q)?;
     let project = find_project(&state, &caller, &id).await?;
     let Some(path) = q.path.filter(|p| !p.trim().is_empty()) else {
         return Err(ApiError::BadRequest("path is required".into()));

@@ -22,6 +22,7 @@ on_every_backend!(
     two_projects_cannot_see_each_other,
     a_run_without_a_working_sandbox_completes_with_tool_errors,
     files_uploaded_before_workspaces_are_moved_into_them,
+    stopping_a_run_kills_its_command,
 );
 
 async fn env(b: Backend) -> Env {
@@ -731,6 +732,84 @@ async fn files_uploaded_before_workspaces_are_moved_into_them(b: Backend) {
     assert_eq!(
         cortex::runs::move_legacy_files(&e.app.state).await.unwrap(),
         0
+    );
+}
+
+async fn stopping_a_run_kills_its_command(b: Backend) {
+    let e = env(b).await;
+    let sleeper = format!("sleep 32{}", rand_digits());
+    e.fake.push(Step::tool_call(
+        "run_command",
+        json!({"command": format!("{sleeper} & {sleeper}")}),
+    ));
+    let (run, _) = e.start_ok(&[("prompt", "wait")]).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while processes_matching(&sleeper) == 0 {
+        assert!(Instant::now() < deadline, "the command never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let t = Instant::now();
+    let r = e
+        .app
+        .post(&format!("/v1/agent-run/{run}/stop"), &e.s, json!({}))
+        .await;
+    assert_eq!(r.body["status"], "stopped", "{}", r.body);
+    let events = read_stream(&e.app, &e.s, &run, None).await;
+    assert_complete(&events, 0, "stopped");
+    // The command and what it started in the background are gone with the run.
+    while processes_matching(&sleeper) > 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "the command outlived its run's stop"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Without bubblewrap, commands run only when the operator said so; even then with an empty
+/// environment, the limits and the wall clock, and never as root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsandboxed_commands_are_an_explicit_choice_and_still_limited() {
+    let e = env_with(Backend::Sqlite, |c| {
+        c.sandbox.bwrap = "/nonexistent/bwrap".into();
+        c.sandbox.allow_unsandboxed = true;
+    })
+    .await;
+    let health = e
+        .app
+        .get("/health/detailed", &crate::helpers::Auth::None)
+        .await;
+    assert_eq!(health.body["checks"]["sandbox"], "unsandboxed");
+    assert_eq!(health.body["status"], "ok");
+    let (_, events) = run_tools(
+        &e,
+        &[("prompt", "run")],
+        vec![
+            call(
+                "env",
+                "run_command",
+                json!({"command": "env; echo made > made.txt; id -u"}),
+            ),
+            call(
+                "sleep",
+                "run_command",
+                json!({"command": "sleep 600", "timeout_seconds": 1}),
+            ),
+        ],
+    )
+    .await;
+    let r = results(&events);
+    assert!(r["env"].0, "{:?}", r["env"]);
+    for leaked in ["CORTEX_", "DATABASE_URL", "OPENAI", "CARGO"] {
+        assert!(!r["env"].1.contains(leaked), "{leaked}: {:?}", r["env"]);
+    }
+    if rustix::process::geteuid().is_root() {
+        assert!(r["env"].1.ends_with("65534\n"), "{:?}", r["env"]);
+    }
+    assert!(
+        r["sleep"].1.starts_with("Error: timed out after 1 s"),
+        "{:?}",
+        r["sleep"]
     );
 }
 
