@@ -116,6 +116,16 @@ pub fn cap(text: &str, limit: usize) -> String {
 }
 
 impl SandboxTools<'_> {
+    async fn dispatch(&self, call: &ToolCall) -> Result<String, String> {
+        match call.name.as_str() {
+            "list_files" => self.list(args(call)?).await,
+            "read_file" => self.read(args(call)?).await,
+            "write_file" => self.write(args(call)?).await,
+            "run_command" => self.command(args(call)?).await,
+            other => Err(format!("unknown tool {other}")),
+        }
+    }
+
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(Workspace) -> Result<T, super::FsError> + Send + 'static,
@@ -225,25 +235,7 @@ impl ToolSet for SandboxTools<'_> {
 
     async fn execute(&self, call: &ToolCall) -> ToolOutcome {
         let started = Instant::now();
-        let result = match call.name.as_str() {
-            "list_files" => match args(call) {
-                Ok(a) => self.list(a).await,
-                Err(e) => Err(e),
-            },
-            "read_file" => match args(call) {
-                Ok(a) => self.read(a).await,
-                Err(e) => Err(e),
-            },
-            "write_file" => match args(call) {
-                Ok(a) => self.write(a).await,
-                Err(e) => Err(e),
-            },
-            "run_command" => match args(call) {
-                Ok(a) => self.command(a).await,
-                Err(e) => Err(e),
-            },
-            other => Err(format!("unknown tool {other}")),
-        };
+        let result = self.dispatch(call).await;
         let limit = self.sandbox.config().tool_result_chars;
         let (ok, content) = match result {
             Ok(c) => (true, cap(&c, limit)),

@@ -152,6 +152,22 @@ pub async fn start_on(app: &TestApp, s: &Auth, fields: &[(&str, &str)]) -> crate
     }
 }
 
+/// The `type` of each message of a thread, oldest first, and the whole answer.
+pub async fn message_kinds(e: &Env, thread: &str) -> (Vec<String>, Value) {
+    let r = e
+        .app
+        .get(&format!("/v1/threads/{thread}/messages"), &e.s)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let kinds = r.body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["type"].as_str().unwrap().to_string())
+        .collect();
+    (kinds, r.body)
+}
+
 /// One SSE event: (id, name, data).
 pub type Sse = (u64, String, Value);
 
@@ -256,23 +272,11 @@ async fn start_streams_to_completion(b: Backend) {
     assert_eq!(got["thread_id"], r.body["thread_id"]);
     assert_eq!(got["project_id"], r.body["project_id"]);
     let thread = r.body["thread_id"].as_str().unwrap();
-    let msgs = e
-        .app
-        .get(&format!("/v1/threads/{thread}/messages"), &e.s)
-        .await;
-    let kinds: Vec<&str> = msgs.body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["type"].as_str().unwrap())
-        .collect();
-    assert_eq!(kinds, ["user", "assistant"], "{}", msgs.body);
-    assert_eq!(msgs.body["messages"][0]["content"], "What is the answer?");
-    assert_eq!(
-        msgs.body["messages"][1]["content"],
-        "The answer is forty-two."
-    );
-    assert_eq!(msgs.body["pagination"]["total"], 2);
+    let (kinds, msgs) = message_kinds(&e, thread).await;
+    assert_eq!(kinds, ["user", "assistant"], "{msgs}");
+    assert_eq!(msgs["messages"][0]["content"], "What is the answer?");
+    assert_eq!(msgs["messages"][1]["content"], "The answer is forty-two.");
+    assert_eq!(msgs["pagination"]["total"], 2);
     // The project is named from the prompt's first words.
     let project = r.body["project_id"].as_str().unwrap();
     let p = e.app.get(&format!("/v1/projects/{project}"), &e.s).await;

@@ -9,9 +9,11 @@ use cortex_fakellm::{Step, ToolCall};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{Backend, TestApp, fake_llm, spawn_app_with};
+use crate::helpers::{Auth, Backend, TestApp, fake_llm, spawn_app_with};
 use crate::on_every_backend;
-use crate::runs::{Env, Sse, assert_complete, bearer, env_with, multipart, read_stream};
+use crate::runs::{
+    Env, Sse, assert_complete, bearer, env_with, message_kinds, multipart, read_stream,
+};
 
 on_every_backend!(
     uploads_land_in_the_workspace_and_are_served,
@@ -32,7 +34,7 @@ async fn env(b: Backend) -> Env {
 /// `POST /v1/agent/start` with fields and files: (status, body).
 async fn start_with_files(
     app: &TestApp,
-    e: &Env,
+    s: &Auth,
     fields: &[(&str, &str)],
     files: &[(&str, &[u8])],
 ) -> (u16, Value) {
@@ -40,7 +42,7 @@ async fn start_with_files(
     let r = app
         .client
         .post(format!("{}/v1/agent/start", app.base))
-        .bearer_auth(bearer(&e.s))
+        .bearer_auth(bearer(s))
         .header("content-type", ct)
         .body(body)
         .send()
@@ -126,7 +128,7 @@ async fn uploads_land_in_the_workspace_and_are_served(b: Backend) {
     e.fake.push(Step::text("ok"));
     let (status, body) = start_with_files(
         &e.app,
-        &e,
+        &e.s,
         &[("prompt", "read these")],
         &[
             ("data.csv", b"a,b\n1,2\n"),
@@ -226,20 +228,20 @@ async fn uploads_over_the_limits_are_refused_and_leave_nothing(b: Backend) {
         vec![("a.bin", vec![0u8; 800]), ("b.bin", vec![0u8; 800])],
     ] {
         let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (*n, b.as_slice())).collect();
-        let (status, body) = start_with_files(&e.app, &e, &[("prompt", "x")], &refs).await;
+        let (status, body) = start_with_files(&e.app, &e.s, &[("prompt", "x")], &refs).await;
         assert_eq!(status, 413, "{body}");
         assert_eq!(body["error"]["code"], "PAYLOAD_TOO_LARGE");
     }
     // Within the request limits but over the workspace's: the second upload to one project.
     e.fake.push(Step::text("ok"));
     let (status, body) =
-        start_with_files(&e.app, &e, &[("prompt", "x")], &[("a.bin", &[1u8; 700])]).await;
+        start_with_files(&e.app, &e.s, &[("prompt", "x")], &[("a.bin", &[1u8; 700])]).await;
     assert_eq!(status, 200, "{body}");
     let project = body["project_id"].as_str().unwrap().to_string();
     e.finished(body["agent_run_id"].as_str().unwrap()).await;
     let (status, body) = start_with_files(
         &e.app,
-        &e,
+        &e.s,
         &[("prompt", "more"), ("project_id", &project)],
         &[("b.bin", &[2u8; 600])],
     )
@@ -251,21 +253,14 @@ async fn uploads_over_the_limits_are_refused_and_leave_nothing(b: Backend) {
     );
     // A refused start (here: a thread of another company) leaves no file behind either.
     let (_, other) = e.app.other_company().await;
-    let (ct, body) = multipart(
+    let (status, _) = start_with_files(
+        &e.app,
+        &other,
         &[("prompt", "x"), ("project_id", &project)],
         &[("c.bin", &[3u8; 10])],
-    );
-    let r = e
-        .app
-        .client
-        .post(format!("{}/v1/agent/start", e.app.base))
-        .bearer_auth(bearer(&other))
-        .header("content-type", ct)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
+    )
+    .await;
+    assert_eq!(status, 404);
     assert_eq!(
         listed(&e.app, &e, &project).await,
         vec![("a.bin".to_string(), 700)]
@@ -350,18 +345,8 @@ async fn the_agent_writes_reads_lists_and_runs_commands(b: Backend) {
         offered,
         ["list_files", "read_file", "write_file", "run_command"]
     );
-    let thread = body["thread_id"].as_str().unwrap();
-    let messages = e
-        .app
-        .get(&format!("/v1/threads/{thread}/messages"), &e.s)
-        .await;
-    let kinds: Vec<&str> = messages.body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["type"].as_str().unwrap())
-        .collect();
-    assert!(kinds.contains(&"tool"), "{kinds:?}");
+    let (kinds, _) = message_kinds(&e, body["thread_id"].as_str().unwrap()).await;
+    assert!(kinds.contains(&"tool".to_string()), "{kinds:?}");
 }
 
 /// A listener on the host's loopback: anything that connected waits in its accept queue.
@@ -557,10 +542,7 @@ async fn hostile_commands_fail_safely(b: Backend) {
         .parse()
         .unwrap();
     assert_ne!(uid, 0, "{:?}", r["whoami"]);
-    let health = e
-        .app
-        .get("/health/detailed", &crate::helpers::Auth::None)
-        .await;
+    let health = e.app.get("/health/detailed", &Auth::None).await;
     assert_eq!(health.body["checks"]["sandbox"], "ok", "{}", health.body);
 }
 
@@ -662,10 +644,7 @@ async fn two_projects_cannot_see_each_other(b: Backend) {
 
 async fn a_run_without_a_working_sandbox_completes_with_tool_errors(b: Backend) {
     let e = env_with(b, |c| c.sandbox.bwrap = "/nonexistent/bwrap".into()).await;
-    let health = e
-        .app
-        .get("/health/detailed", &crate::helpers::Auth::None)
-        .await;
+    let health = e.app.get("/health/detailed", &Auth::None).await;
     let sandbox = health.body["checks"]["sandbox"].as_str().unwrap();
     assert!(sandbox.starts_with("unavailable: bubblewrap"), "{sandbox}");
     assert_eq!(health.body["status"], "degraded");
@@ -701,7 +680,7 @@ async fn a_run_without_a_working_sandbox_completes_with_tool_errors(b: Backend) 
 async fn files_uploaded_before_workspaces_are_moved_into_them(b: Backend) {
     let e = env(b).await;
     e.fake.push(Step::text("ok"));
-    let (_, body) = start_with_files(&e.app, &e, &[("prompt", "x")], &[("a.txt", b"new")]).await;
+    let (_, body) = start_with_files(&e.app, &e.s, &[("prompt", "x")], &[("a.txt", b"new")]).await;
     let project = body["project_id"].as_str().unwrap().to_string();
     e.finished(body["agent_run_id"].as_str().unwrap()).await;
     // A row as the previous version stored an upload (the table is kept for this move).
@@ -775,10 +754,7 @@ async fn unsandboxed_commands_are_an_explicit_choice_and_still_limited() {
         c.sandbox.allow_unsandboxed = true;
     })
     .await;
-    let health = e
-        .app
-        .get("/health/detailed", &crate::helpers::Auth::None)
-        .await;
+    let health = e.app.get("/health/detailed", &Auth::None).await;
     assert_eq!(health.body["checks"]["sandbox"], "unsandboxed");
     assert_eq!(health.body["status"], "ok");
     let (_, events) = run_tools(
@@ -844,7 +820,7 @@ async fn two_nodes_share_one_workspace_root() {
     e.fake.push(Step::text("ok"));
     let (status, body) = start_with_files(
         &e.app,
-        &e,
+        &e.s,
         &[("prompt", "upload")],
         &[("shared.txt", b"from a")],
     )
@@ -863,18 +839,14 @@ async fn two_nodes_share_one_workspace_root() {
         json!({"command": "cat shared.txt"}),
     ));
     e.fake.push(Step::text("done"));
-    let (ct, mp) = multipart(&[("prompt", "read it"), ("project_id", &project)], &[]);
-    let r = b
-        .client
-        .post(format!("{}/v1/agent/start", b.base))
-        .bearer_auth(bearer(&e.s))
-        .header("content-type", ct)
-        .body(mp)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let run: Value = r.json().await.unwrap();
+    let (status, run) = start_with_files(
+        &b,
+        &e.s,
+        &[("prompt", "read it"), ("project_id", &project)],
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{run}");
     let events = read_stream(&b, &e.s, run["agent_run_id"].as_str().unwrap(), None).await;
     assert_complete(&events, 0, "completed");
     let out: Vec<&Value> = events
