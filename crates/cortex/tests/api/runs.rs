@@ -132,7 +132,17 @@ impl Env {
 }
 
 pub async fn start_on(app: &TestApp, s: &Auth, fields: &[(&str, &str)]) -> crate::helpers::Resp {
-    let (ct, body) = multipart(fields, &[]);
+    start_files_on(app, s, fields, &[]).await
+}
+
+/// `POST /v1/agent/start` with fields and files.
+pub async fn start_files_on(
+    app: &TestApp,
+    s: &Auth,
+    fields: &[(&str, &str)],
+    files: &[(&str, &[u8])],
+) -> crate::helpers::Resp {
+    let (ct, body) = multipart(fields, files);
     let resp = app
         .client
         .post(format!("{}/v1/agent/start", app.base))

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::helpers::{Auth, Backend, TestApp, fake_llm, spawn_app_with};
 use crate::on_every_backend;
 use crate::runs::{
-    Env, Sse, assert_complete, bearer, env_with, message_kinds, multipart, read_stream,
+    Env, Sse, assert_complete, bearer, env_with, message_kinds, read_stream, start_files_on,
 };
 
 on_every_backend!(
@@ -38,17 +38,8 @@ async fn start_with_files(
     fields: &[(&str, &str)],
     files: &[(&str, &[u8])],
 ) -> (u16, Value) {
-    let (ct, body) = multipart(fields, files);
-    let r = app
-        .client
-        .post(format!("{}/v1/agent/start", app.base))
-        .bearer_auth(bearer(s))
-        .header("content-type", ct)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    let r = start_files_on(app, s, fields, files).await;
+    (r.status.as_u16(), r.body)
 }
 
 /// The paths and sizes `GET /v1/projects/{id}/files` lists.
