@@ -109,6 +109,15 @@ fn describe() {
     );
     describe_counter!("cortex_tool_calls_total", "Tool calls executed, by outcome");
     describe_counter!(
+        "cortex_sandbox_commands_total",
+        "Sandboxed commands, by outcome (ok, error, timeout, output_limit)"
+    );
+    describe_histogram!(
+        "cortex_sandbox_command_seconds",
+        Unit::Seconds,
+        "Wall-clock time of one sandboxed command"
+    );
+    describe_counter!(
         "cortex_rate_limited_total",
         "Requests refused with 429, by limit (company, conversation, client_ips)"
     );

@@ -1169,7 +1169,7 @@ async fn shutdown_refuses_new_starts_and_stops_running_runs(b: Backend) {
     assert_eq!(last, events.last().unwrap().0, "every event was flushed");
 }
 
-async fn prometheus_text(e: &Env) -> String {
+pub async fn prometheus_text(e: &Env) -> String {
     e.app
         .client
         .get(format!("{}/v1/metrics", e.app.base))

@@ -12,7 +12,8 @@ use uuid::Uuid;
 use crate::helpers::{Auth, Backend, TestApp, fake_llm, spawn_app_with};
 use crate::on_every_backend;
 use crate::runs::{
-    Env, Sse, assert_complete, bearer, env_with, message_kinds, read_stream, start_files_on,
+    Env, Sse, assert_complete, bearer, env_with, message_kinds, prometheus_text, read_stream,
+    start_files_on,
 };
 
 on_every_backend!(
@@ -338,6 +339,16 @@ async fn the_agent_writes_reads_lists_and_runs_commands(b: Backend) {
     );
     let (kinds, _) = message_kinds(&e, body["thread_id"].as_str().unwrap()).await;
     assert!(kinds.contains(&"tool".to_string()), "{kinds:?}");
+    // Commands are counted by outcome.
+    let metrics = prometheus_text(&e).await;
+    for outcome in ["ok", "error"] {
+        assert!(
+            metrics.contains(&format!(
+                "cortex_sandbox_commands_total{{outcome=\"{outcome}\"}}"
+            )),
+            "{outcome}"
+        );
+    }
 }
 
 /// A listener on the host's loopback: anything that connected waits in its accept queue.
