@@ -280,6 +280,9 @@ pub struct KnowledgeConfig {
     pub chunk_max_tokens: usize,
     /// Tokens repeated from the end of one chunk at the start of the next.
     pub chunk_overlap_tokens: usize,
+    /// Stage 03 leaves out chunks scoring below this (0–1): unrelated text stays out of the
+    /// prompt. The search endpoint shows every score.
+    pub min_score: f32,
 }
 
 impl Default for KnowledgeConfig {
@@ -290,6 +293,7 @@ impl Default for KnowledgeConfig {
             worker_memory_mb: 2048,
             chunk_max_tokens: 512,
             chunk_overlap_tokens: 64,
+            min_score: 0.1,
         }
     }
 }
@@ -675,9 +679,10 @@ impl Config {
             || self.knowledge.worker_memory_mb < 64
             || self.knowledge.chunk_max_tokens < 32
             || self.knowledge.chunk_overlap_tokens * 2 > self.knowledge.chunk_max_tokens
+            || !(0.0..=1.0).contains(&self.knowledge.min_score)
         {
             return Err(ConfigError(
-                "knowledge: conversion_timeout_seconds > 0, worker_memory_mb >= 64, chunk_max_tokens >= 32 and chunk_overlap_tokens <= chunk_max_tokens / 2".into(),
+                "knowledge: conversion_timeout_seconds > 0, worker_memory_mb >= 64, chunk_max_tokens >= 32, chunk_overlap_tokens <= chunk_max_tokens / 2 and min_score within 0–1".into(),
             ));
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)

@@ -15,8 +15,12 @@ use crate::store::{KnowledgeStore, SqlStore};
 
 /// Weight of the vector similarity in the final score; the keyword score has the rest.
 const VECTOR_WEIGHT: f32 = 0.7;
+/// Chunks holding an exact code score above this, every other chunk at most this.
+const EXACT_FLOOR: f32 = 0.9;
 /// Most exact terms looked up by keyword per query.
 const MAX_TERMS: usize = 6;
+/// Most words of a query given to the full-text index.
+const MAX_WORDS: usize = 12;
 
 /// One retrieved chunk with its scores.
 #[derive(Debug, Clone)]
@@ -63,15 +67,17 @@ pub fn keyword_terms(query: &str) -> Vec<String> {
     terms
 }
 
-fn keyword_score(
-    query_words: &std::collections::HashSet<String>,
-    terms: &[String],
-    content: &str,
-) -> f32 {
-    let lower = content.to_lowercase();
-    if terms.iter().any(|t| lower.contains(&t.to_lowercase())) {
-        return 1.0;
+/// Whether the text holds one of the exact terms (case-insensitive).
+fn contains_term(terms: &[String], content: &str) -> bool {
+    if terms.is_empty() {
+        return false;
     }
+    let lower = content.to_lowercase();
+    terms.iter().any(|t| lower.contains(&t.to_lowercase()))
+}
+
+/// Share of the query's content words found in the text.
+fn keyword_score(query_words: &std::collections::HashSet<String>, content: &str) -> f32 {
     if query_words.is_empty() {
         return 0.0;
     }
@@ -97,6 +103,7 @@ impl Knowledge {
         let candidates_per_source = (top_k * 4).max(20);
         let terms = keyword_terms(query);
         let query_words = text::words(query);
+        let search_words = text::search_words(query, MAX_WORDS);
         let mut query_vectors: HashMap<String, Vec<f32>> = HashMap::new();
         let mut hits: HashMap<Uuid, SearchHit> = HashMap::new();
         for source in sources
@@ -136,21 +143,45 @@ impl Knowledge {
                         .await?
                 }
             };
-            for term in &terms {
-                for chunk in store
-                    .chunks_containing(company_id, source.id, term, candidates_per_source as i64)
-                    .await?
-                {
-                    let score = cortex_embed::dot(&chunk.vector, &q);
-                    found.push((chunk, score));
-                }
+            // Keyword candidates from the database's full-text index, with its relevance scaled
+            // to the best of them (0–1).
+            let matched = store
+                .chunks_matching(
+                    company_id,
+                    source.id,
+                    &search_words,
+                    &terms,
+                    candidates_per_source as i64,
+                )
+                .await?;
+            let best = matched.iter().map(|(_, r)| *r).fold(0.0f32, f32::max);
+            let mut relevance: HashMap<Uuid, f32> = HashMap::new();
+            for (chunk, rank) in matched {
+                relevance.insert(chunk.id, if best > 0.0 { rank / best } else { 0.0 });
+                let score = cortex_embed::dot(&chunk.vector, &q);
+                found.push((chunk, score));
             }
             for (chunk, vector_score) in found {
                 if chunk.model_id != *model_id {
                     continue;
                 }
-                let keyword = keyword_score(&query_words, &terms, &chunk.content);
-                let score = VECTOR_WEIGHT * vector_score.max(0.0) + (1.0 - VECTOR_WEIGHT) * keyword;
+                let exact = contains_term(&terms, &chunk.content);
+                let keyword = if exact {
+                    1.0
+                } else {
+                    relevance
+                        .get(&chunk.id)
+                        .copied()
+                        .unwrap_or(0.0)
+                        .max(keyword_score(&query_words, &chunk.content))
+                };
+                let fused = VECTOR_WEIGHT * vector_score.max(0.0) + (1.0 - VECTOR_WEIGHT) * keyword;
+                // An exact code (an order number, a SKU) ranks above anything without it.
+                let score = if exact {
+                    EXACT_FLOOR + (1.0 - EXACT_FLOOR) * fused
+                } else {
+                    fused.min(EXACT_FLOOR)
+                };
                 hits.entry(chunk.id).or_insert_with(|| SearchHit {
                     chunk_id: chunk.id,
                     source_id: source.id,
@@ -256,8 +287,9 @@ mod tests {
     fn keyword_score_prefers_exact_terms() {
         let q = text::words("status of ORD-1234");
         let terms = keyword_terms("status of ORD-1234");
-        assert_eq!(keyword_score(&q, &terms, "Order ord-1234 shipped"), 1.0);
-        assert!(keyword_score(&q, &terms, "the status page") > 0.0);
-        assert_eq!(keyword_score(&q, &terms, "nothing here"), 0.0);
+        assert!(contains_term(&terms, "Order ord-1234 shipped"));
+        assert!(!contains_term(&terms, "Order 1234 shipped"));
+        assert!(keyword_score(&q, "the status page") > 0.0);
+        assert_eq!(keyword_score(&q, "nothing here"), 0.0);
     }
 }

@@ -46,14 +46,19 @@ pub async fn retrieve(
             .search(&state.store, company_id, &sources, message, k)
             .await
         {
-            Ok(found) => hits.extend(found.into_iter().map(|h| {
-                let label = h
-                    .heading_path
-                    .last()
-                    .cloned()
-                    .unwrap_or_else(|| h.source_name.clone());
-                RankedText::new(format!("{label}: {}", h.content), h.score)
-            })),
+            Ok(found) => hits.extend(
+                found
+                    .into_iter()
+                    .filter(|h| h.score >= state.config.knowledge.min_score)
+                    .map(|h| {
+                        let label = h
+                            .heading_path
+                            .last()
+                            .cloned()
+                            .unwrap_or_else(|| h.source_name.clone());
+                        RankedText::new(format!("{label}: {}", h.content), h.score)
+                    }),
+            ),
             Err(KnowledgeError::Store(e)) => return Err(e),
             // An embedding service that is down costs the knowledge, not the answer.
             Err(e) => {

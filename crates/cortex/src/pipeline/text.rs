@@ -23,6 +23,23 @@ pub fn normalize(s: &str) -> String {
     out.trim_end().to_owned()
 }
 
+/// The words of a query worth a full-text look-up, as written (lowercased, no folding): stop
+/// words and one-letter words dropped, at most `max`, in order.
+pub fn search_words(s: &str, max: usize) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for w in normalize(s).split(' ') {
+        let w = w.trim_matches(|c: char| !c.is_alphanumeric());
+        if w.chars().count() < 2 || STOPWORDS.contains(&w) || out.iter().any(|o| o == w) {
+            continue;
+        }
+        out.push(w.to_owned());
+        if out.len() == max {
+            break;
+        }
+    }
+    out
+}
+
 /// The content words of a text (stop words dropped, a plural `s` folded).
 pub fn words(s: &str) -> HashSet<String> {
     normalize(s)

@@ -195,14 +195,17 @@ pub trait KnowledgeStore {
         source_id: Uuid,
         vec_ids: &[u64],
     ) -> StoreResult<Vec<Chunk>>;
-    /// Chunks whose text contains `term` (case-insensitive), at most `limit`.
-    async fn chunks_containing(
+    /// The chunks of a source matching any of `words` or `phrases` in the full-text index (FTS5
+    /// on SQLite, `tsvector` + GIN on PostgreSQL), best first, with the index's relevance
+    /// (BM25 on SQLite, `ts_rank_cd` on PostgreSQL; higher is better), at most `limit`.
+    async fn chunks_matching(
         &self,
         company_id: Uuid,
         source_id: Uuid,
-        term: &str,
+        words: &[String],
+        phrases: &[String],
         limit: i64,
-    ) -> StoreResult<Vec<Chunk>>;
+    ) -> StoreResult<Vec<(Chunk, f32)>>;
     /// PostgreSQL only: the `k` chunks nearest to `query` by cosine, with their similarity.
     async fn pgvector_search(
         &self,
@@ -524,36 +527,68 @@ impl KnowledgeStore for SqlStore {
         Ok(out)
     }
 
-    async fn chunks_containing(
+    async fn chunks_matching(
         &self,
         company_id: Uuid,
         source_id: Uuid,
-        term: &str,
+        words: &[String],
+        phrases: &[String],
         limit: i64,
-    ) -> StoreResult<Vec<Chunk>> {
-        let escaped: String = term
-            .to_lowercase()
-            .chars()
-            .flat_map(|c| match c {
-                '%' | '_' | '\\' => vec!['\\', c],
-                c => vec![c],
-            })
+    ) -> StoreResult<Vec<(Chunk, f32)>> {
+        // Only letters, digits, `-` and `_` reach the query languages, each term quoted.
+        let clean = |t: &String| -> String {
+            t.chars()
+                .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ' '))
+                .collect::<String>()
+                .trim()
+                .to_owned()
+        };
+        let terms: Vec<String> = phrases
+            .iter()
+            .chain(words)
+            .map(clean)
+            .filter(|t| !t.is_empty())
+            .map(|t| format!("\"{t}\""))
             .collect();
-        sqlx::query_as::<_, ChunkRow>(concat!(
-            "SELECT ",
-            chunk_columns!(),
-            " FROM knowledge_chunks WHERE company_id = $1 AND source_id = $2",
-            " AND LOWER(content) LIKE $3 ESCAPE '\\' ORDER BY seq LIMIT $4"
-        ))
-        .bind(company_id.to_string())
-        .bind(source_id.to_string())
-        .bind(format!("%{escaped}%"))
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?
-        .into_iter()
-        .map(Chunk::try_from)
-        .collect()
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (sql, query): (&str, String) = match self.backend() {
+            // FTS5: quoted strings are phrases of the tokenizer's tokens; bm25() is lower-better.
+            Backend::Sqlite => (
+                concat!(
+                    "SELECT ",
+                    chunk_columns!(),
+                    ", CAST(-m.rank AS DOUBLE PRECISION) AS score FROM knowledge_chunks c",
+                    " JOIN (SELECT rowid AS r, bm25(knowledge_chunks_fts) AS rank FROM knowledge_chunks_fts",
+                    " WHERE knowledge_chunks_fts MATCH $1) m ON c.rowid = m.r",
+                    " WHERE c.company_id = $2 AND c.source_id = $3 ORDER BY m.rank LIMIT $4"
+                ),
+                terms.join(" OR "),
+            ),
+            // websearch_to_tsquery never fails on user text; `or` joins, quotes make phrases.
+            Backend::Postgres => (
+                concat!(
+                    "SELECT ",
+                    chunk_columns!(),
+                    ", CAST(ts_rank_cd(content_tsv, q) AS DOUBLE PRECISION) AS score",
+                    " FROM knowledge_chunks, websearch_to_tsquery('simple', $1) q",
+                    " WHERE content_tsv @@ q AND company_id = $2 AND source_id = $3",
+                    " ORDER BY score DESC LIMIT $4"
+                ),
+                terms.join(" or "),
+            ),
+        };
+        sqlx::query_as::<_, ScoredChunkRow>(sql)
+            .bind(query)
+            .bind(company_id.to_string())
+            .bind(source_id.to_string())
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?
+            .into_iter()
+            .map(|r| Ok((Chunk::try_from(r.chunk)?, r.score as f32)))
+            .collect()
     }
 
     async fn pgvector_search(

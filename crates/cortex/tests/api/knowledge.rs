@@ -22,6 +22,7 @@ on_every_backend!(
     url_ingestion_goes_through_the_network_guard,
     reembed_switches_the_model,
     exact_codes_are_found_by_keyword_scoring,
+    keyword_search_uses_the_full_text_index_among_50000_chunks,
     agent_documents_are_embedded_and_linked,
     chat_stage_03_retrieves_ingested_chunks,
     local_embedder_end_to_end,
@@ -864,6 +865,111 @@ async fn exact_codes_are_found_by_keyword_scoring(b: Backend) {
     }
 }
 
+async fn keyword_search_uses_the_full_text_index_among_50000_chunks(b: Backend) {
+    let k = kb(b).await;
+    let source = k.source("catalogue").await;
+    assert_completed(
+        &k.upload(
+            &source,
+            "intro.md",
+            b"# Intro\n\nWelcome to the catalogue of shelves.\n",
+            None,
+        )
+        .await,
+        &source,
+    );
+    // 50,000 more rows of the source, written straight to the table (the triggers or the
+    // generated column index them); one holds the code.
+    let db = k.app.raw_db().await;
+    let fill = match b {
+        Backend::Sqlite => concat!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 50000) ",
+            "INSERT INTO knowledge_chunks (id, company_id, source_id, vec_id, seq, content, heading_path, page, ",
+            "locator, token_count, model_id, dimension, vector, created_at) ",
+            "SELECT printf('00000000-0000-4000-8000-%012d', i), c.company_id, c.source_id, 1000000 + i, 1000 + i, ",
+            "CASE WHEN i = 31337 THEN 'Order SKU-48213 ships from the north warehouse.' ",
+            "ELSE 'Catalogue filler line ' || i || ' about shelves, boxes and orders.' END, ",
+            "c.heading_path, c.page, c.locator, c.token_count, c.model_id, c.dimension, c.vector, c.created_at ",
+            "FROM n, (SELECT * FROM knowledge_chunks WHERE source_id = $1 LIMIT 1) c"
+        ),
+        Backend::Postgres => concat!(
+            "INSERT INTO knowledge_chunks (id, company_id, source_id, vec_id, seq, content, heading_path, page, ",
+            "locator, token_count, model_id, dimension, vector, embedding, created_at) ",
+            "SELECT '00000000-0000-4000-8000-' || lpad(i::text, 12, '0'), c.company_id, c.source_id, 1000000 + i, 1000 + i, ",
+            "CASE WHEN i = 31337 THEN 'Order SKU-48213 ships from the north warehouse.' ",
+            "ELSE 'Catalogue filler line ' || i || ' about shelves, boxes and orders.' END, ",
+            "c.heading_path, c.page, c.locator, c.token_count, c.model_id, c.dimension, c.vector, c.embedding, c.created_at ",
+            "FROM generate_series(1, 50000) AS n(i), (SELECT * FROM knowledge_chunks WHERE source_id = $1 LIMIT 1) c"
+        ),
+    };
+    sqlx::query(fill).bind(&source).execute(&db).await.unwrap();
+    let hits = k
+        .search(&[&source], "which warehouse ships SKU-48213?", 3)
+        .await;
+    let top = hits[0]["content"].as_str().unwrap();
+    assert!(top.contains("SKU-48213"), "{hits:?}");
+    assert_eq!(hits[0]["keyword_score"], 1.0);
+    // The keyword look-up goes through the full-text index, not a scan of the rows.
+    let plan: Vec<String> = match b {
+        Backend::Sqlite => {
+            let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(concat!(
+                "EXPLAIN QUERY PLAN SELECT c.id FROM knowledge_chunks c JOIN (SELECT rowid AS r, ",
+                "bm25(knowledge_chunks_fts) AS rank FROM knowledge_chunks_fts WHERE knowledge_chunks_fts ",
+                "MATCH '\"SKU-48213\"') m ON c.rowid = m.r WHERE c.source_id = $1 ORDER BY m.rank LIMIT 20"
+            ))
+            .bind(&source)
+            .fetch_all(&db)
+            .await
+            .unwrap();
+            rows.into_iter().map(|r| r.3).collect()
+        }
+        Backend::Postgres => {
+            sqlx::query("ANALYZE knowledge_chunks")
+                .execute(&db)
+                .await
+                .unwrap();
+            sqlx::query_scalar(concat!(
+                "EXPLAIN SELECT id FROM knowledge_chunks, websearch_to_tsquery('simple', '\"SKU-48213\"') q ",
+                "WHERE content_tsv @@ q AND company_id = $1 AND source_id = $2 ORDER BY ts_rank_cd(content_tsv, q) DESC LIMIT 20"
+            ))
+            .bind(&k.company)
+            .bind(&source)
+            .fetch_all(&db)
+            .await
+            .unwrap()
+        }
+    };
+    let plan = plan.join("\n");
+    match b {
+        Backend::Sqlite => {
+            assert!(plan.contains("VIRTUAL TABLE INDEX"), "{plan}");
+            assert!(!plan.contains("SCAN c"), "{plan}");
+        }
+        Backend::Postgres => {
+            assert!(plan.contains("knowledge_chunks_tsv"), "{plan}");
+            assert!(!plan.contains("Seq Scan on knowledge_chunks"), "{plan}");
+        }
+    }
+    // Deleting the source takes its rows out of the index too.
+    let r = k
+        .app
+        .delete(&format!("/v1/knowledge/sources/{source}"), &k.s)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let left: i64 = match b {
+        Backend::Sqlite => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM knowledge_chunks_fts WHERE knowledge_chunks_fts MATCH '\"SKU-48213\"'",
+        ),
+        Backend::Postgres => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM knowledge_chunks WHERE content_tsv @@ websearch_to_tsquery('simple', '\"SKU-48213\"')",
+        ),
+    }
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(left, 0);
+}
+
 async fn agent_documents_are_embedded_and_linked(b: Backend) {
     let k = kb(b).await;
     let agent = k
@@ -1001,6 +1107,33 @@ async fn chat_stage_03_retrieves_ingested_chunks(b: Backend) {
     assert!(system.contains("Relevant knowledge"), "{system}");
     assert!(system.contains("borealis"), "{system}");
     assert!(system.contains("WAL mode"), "{system}");
+    // A question the knowledge has nothing on gets none of it: the chunks score below the floor
+    // (the search endpoint still shows them, with their scores).
+    fake.push(Step::text("No idea."));
+    let unrelated = "Qual é a capital da Mongólia?";
+    let r = k
+        .app
+        .post(
+            "/v1/chat",
+            &k.s,
+            TestApp::chat_body(&k.company, &agent, &Uuid::new_v4().to_string(), unrelated),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let system = fake.chat_requests()[1].messages()[0]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!system.contains("Relevant knowledge"), "{system}");
+    let shown = k.search(&[&source], unrelated, 2).await;
+    assert!(!shown.is_empty());
+    assert!(
+        shown
+            .iter()
+            .all(|h| h["score"].as_f64().unwrap()
+                < f64::from(k.app.state.config.knowledge.min_score)),
+        "{shown:?}"
+    );
     // Deleting the source takes the knowledge out of the next answer.
     k.app
         .delete(&format!("/v1/knowledge/sources/{source}"), &k.s)
@@ -1020,7 +1153,7 @@ async fn chat_stage_03_retrieves_ingested_chunks(b: Backend) {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let system = fake.chat_requests()[1].messages()[0]["content"]
+    let system = fake.chat_requests()[2].messages()[0]["content"]
         .as_str()
         .unwrap()
         .to_string();
