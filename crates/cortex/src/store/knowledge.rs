@@ -253,6 +253,9 @@ macro_rules! pg_search {
     };
 }
 
+/// Above this many matching chunks a query word is not given to the full-text ranking.
+const COMMON_WORD_ROWS: i64 = 1000;
+
 #[derive(sqlx::FromRow)]
 struct ScoredChunkRow {
     #[sqlx(flatten)]
@@ -543,10 +546,34 @@ impl KnowledgeStore for SqlStore {
                 .trim()
                 .to_owned()
         };
+        // A word found in more than COMMON_WORD_ROWS chunks (of any source) is this corpus's
+        // stop word: ranking its every match would cost time in proportion to the corpus and
+        // tell little. Codes are always kept. Counting stops at the bound.
+        let mut kept_words = Vec::new();
+        for w in words.iter().map(clean).filter(|t| !t.is_empty()) {
+            let count_sql = match self.backend() {
+                Backend::Sqlite => concat!(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM knowledge_chunks_fts",
+                    " WHERE knowledge_chunks_fts MATCH $1 LIMIT $2)"
+                ),
+                Backend::Postgres => concat!(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM knowledge_chunks",
+                    " WHERE content_tsv @@ websearch_to_tsquery('simple', $1) LIMIT $2) t"
+                ),
+            };
+            let n: i64 = sqlx::query_scalar(count_sql)
+                .bind(format!("\"{w}\""))
+                .bind(COMMON_WORD_ROWS + 1)
+                .fetch_one(self.pool())
+                .await?;
+            if n <= COMMON_WORD_ROWS {
+                kept_words.push(w);
+            }
+        }
         let terms: Vec<String> = phrases
             .iter()
-            .chain(words)
             .map(clean)
+            .chain(kept_words)
             .filter(|t| !t.is_empty())
             .map(|t| format!("\"{t}\""))
             .collect();
@@ -556,13 +583,16 @@ impl KnowledgeStore for SqlStore {
         let (sql, query): (&str, String) = match self.backend() {
             // FTS5: quoted strings are phrases of the tokenizer's tokens; bm25() is lower-better.
             Backend::Sqlite => (
+                // Materialised, so the index is read once: flattened into the join, SQLite
+                // may drive it from the source's rows, one FTS cursor (and one BM25 set-up,
+                // which counts every match of every phrase) per row.
                 concat!(
-                    "SELECT ",
+                    "WITH m AS MATERIALIZED (SELECT rowid AS r, bm25(knowledge_chunks_fts) AS rank",
+                    " FROM knowledge_chunks_fts WHERE knowledge_chunks_fts MATCH $1)",
+                    " SELECT ",
                     chunk_columns!(),
-                    ", CAST(-m.rank AS DOUBLE PRECISION) AS score FROM knowledge_chunks c",
-                    " JOIN (SELECT rowid AS r, bm25(knowledge_chunks_fts) AS rank FROM knowledge_chunks_fts",
-                    " WHERE knowledge_chunks_fts MATCH $1) m ON c.rowid = m.r",
-                    " WHERE c.company_id = $2 AND c.source_id = $3 ORDER BY m.rank LIMIT $4"
+                    ", CAST(-m.rank AS DOUBLE PRECISION) AS score FROM m CROSS JOIN knowledge_chunks c",
+                    " ON c.rowid = m.r WHERE c.company_id = $2 AND c.source_id = $3 ORDER BY m.rank LIMIT $4"
                 ),
                 terms.join(" OR "),
             ),
