@@ -7,7 +7,9 @@
 //! bound read-write at `/workspace`, a private size-limited `/tmp`, a fresh `/proc`, a minimal
 //! `/dev`, an empty environment, no further user namespaces inside, and `--die-with-parent`: when
 //! the command's first process ends, bubblewrap's init ends and the kernel kills every process
-//! left in its PID namespace (a background process cannot outlive its command). The server's
+//! left in its PID namespace (a background process cannot outlive its command); a timeout, an
+//! output flood or a stopped run kills that init directly (its host pid comes from
+//! `--info-fd`), with the same effect. The server's
 //! data directory, workspace root and configuration file are never bound; if one lies under a
 //! bound system directory it is covered with an empty mount. Limits: wall clock (the process
 //! group is killed), `RLIMIT_CPU`, `RLIMIT_AS`, `RLIMIT_FSIZE` (set before bubblewrap starts),
@@ -30,9 +32,12 @@ pub mod tools;
 
 use std::ffi::{CString, OsString};
 use std::io::Read;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
@@ -305,28 +310,42 @@ impl Sandbox {
                 .map_err(|e| CommandError::Spawn(std::io::Error::other(e)))??;
         }
         let (reader, writer) = std::io::pipe().map_err(CommandError::Spawn)?;
-        let mut cmd = self.command(&ws.dir, script)?;
+        // bubblewrap reports the host pid of its namespace's init on this pipe (`--info-fd`).
+        let (info_r, info_w) = std::io::pipe().map_err(CommandError::Spawn)?;
+        let mut cmd = self.command(&ws.dir, script, info_w.as_raw_fd())?;
         cmd.stdout(writer.try_clone().map_err(CommandError::Spawn)?)
             .stderr(writer);
         let started = Instant::now();
         let mut child = cmd.spawn().map_err(CommandError::Spawn)?;
-        drop(cmd); // our copies of the pipe's write end: EOF comes when the command's close
-        let pid = child.id().and_then(|p| i32::try_from(p).ok());
+        drop(cmd); // our copies of the pipes' write ends: EOF comes when the command's close
+        drop(info_w);
+        let kill = Kill {
+            group: child.id().and_then(|p| i32::try_from(p).ok()),
+            init: Arc::new(AtomicI32::new(0)),
+        };
+        {
+            let init = kill.init.clone();
+            tokio::task::spawn_blocking(move || read_init_pid(info_r, &init));
+        }
+        // Dropped before the command ends (the run stopped, the future cancelled): kill it all.
+        let mut guard = KillOnDrop(Some(kill.clone()));
         let max = self.cfg.max_output_bytes;
-        let reading = tokio::task::spawn_blocking(move || read_capped(reader, max, pid));
+        let on_flood = kill.clone();
+        let reading = tokio::task::spawn_blocking(move || read_capped(reader, max, &on_flood));
         let mut timed_out = false;
         let status = tokio::select! {
             s = child.wait() => s,
             () = tokio::time::sleep(timeout) => {
                 timed_out = true;
-                kill_group(pid);
+                kill.now();
                 child.wait().await
             }
         }
         .map_err(CommandError::Spawn)?;
+        guard.0 = None;
         if self.isolation == Isolation::Unsandboxed {
             // Without a PID namespace, what the command left in its group is ended here.
-            kill_group(pid);
+            kill_group(kill.group);
         }
         let (output, output_bytes, output_exceeded) =
             match tokio::time::timeout(Duration::from_secs(5), reading).await {
@@ -356,7 +375,12 @@ impl Sandbox {
         })
     }
 
-    fn command(&self, dir: &Path, script: &str) -> Result<tokio::process::Command, CommandError> {
+    fn command(
+        &self,
+        dir: &Path,
+        script: &str,
+        info_fd: RawFd,
+    ) -> Result<tokio::process::Command, CommandError> {
         let nproc = self.cfg.max_processes.to_string();
         let mut cmd = match &self.isolation {
             Isolation::Unavailable(why) => return Err(CommandError::Unavailable(why.clone())),
@@ -366,7 +390,7 @@ impl Sandbox {
                     .arg("--bind")
                     .arg(self.stage.as_deref().unwrap_or(dir))
                     .arg("/workspace")
-                    .args(["--chdir", "/workspace", "--", SHELL]);
+                    .args(["--info-fd", "3", "--chdir", "/workspace", "--", SHELL]);
                 c.env_clear();
                 c
             }
@@ -396,10 +420,11 @@ impl Sandbox {
             _ => None,
         };
         let run_as = self.run_as;
+        let info = (self.isolation == Isolation::Bubblewrap).then_some(info_fd);
         // SAFETY: the closure runs in the forked child before exec and makes only
         // async-signal-safe system calls on memory prepared before the fork.
         unsafe {
-            cmd.pre_exec(move || child_setup(&limits, stage.as_ref(), run_as));
+            cmd.pre_exec(move || child_setup(&limits, stage.as_ref(), run_as, info));
         }
         Ok(cmd)
     }
@@ -416,6 +441,7 @@ fn child_setup(
     limits: &[(libc::__rlimit_resource_t, u64)],
     stage: Option<&(CString, CString)>,
     run_as: Option<(u32, u32)>,
+    info_fd: Option<RawFd>,
 ) -> std::io::Result<()> {
     let check = |rc: libc::c_int| {
         if rc == 0 {
@@ -426,6 +452,14 @@ fn child_setup(
     };
     // SAFETY: plain system calls with valid pointers (CStrings kept alive by the caller).
     unsafe {
+        // bubblewrap's info pipe at fd 3, open across exec.
+        if let Some(fd) = info_fd {
+            if fd == 3 {
+                check(libc::fcntl(3, libc::F_SETFD, 0))?;
+            } else if libc::dup2(fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
         for &(resource, value) in limits {
             let lim = libc::rlimit {
                 rlim_cur: value,
@@ -527,12 +561,62 @@ fn fixed_args(cfg: &SandboxConfig, hidden: &[PathBuf]) -> Vec<OsString> {
     a
 }
 
+/// How to end a command: its process group (bubblewrap, or the shell when unsandboxed) and
+/// its PID namespace's init, whose death takes every process of the namespace with it. The
+/// init is killed directly rather than trusted to follow bubblewrap's `--die-with-parent`,
+/// which was seen not to fire.
+#[derive(Clone)]
+struct Kill {
+    group: Option<i32>,
+    /// The init's host pid, from `--info-fd`; 0 until known.
+    init: Arc<AtomicI32>,
+}
+
+impl Kill {
+    fn now(&self) {
+        let init = self.init.load(Ordering::SeqCst);
+        if init > 1 {
+            // SAFETY: a signal to the namespace's init, which this command created.
+            unsafe {
+                libc::kill(init, libc::SIGKILL);
+            }
+        }
+        kill_group(self.group);
+    }
+}
+
+/// Kills the command when dropped armed (the future running it was cancelled).
+struct KillOnDrop(Option<Kill>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(k) = self.0.take() {
+            k.now();
+        }
+    }
+}
+
+/// bubblewrap's `--info-fd` report: `{"child-pid": N, …}`.
+fn read_init_pid(mut info: std::io::PipeReader, init: &AtomicI32) {
+    let mut text = Vec::new();
+    let mut buf = [0u8; 256];
+    while !text.contains(&b'}') {
+        match info.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => text.extend_from_slice(&buf[..n]),
+        }
+    }
+    let pid = serde_json::from_slice::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v["child-pid"].as_i64())
+        .and_then(|p| i32::try_from(p).ok());
+    if let Some(pid) = pid {
+        init.store(pid, Ordering::SeqCst);
+    }
+}
+
 /// Read the command's output: keep up to `max` bytes; past that, stop the command and drain.
-fn read_capped(
-    mut reader: std::io::PipeReader,
-    max: u64,
-    pid: Option<i32>,
-) -> (Vec<u8>, u64, bool) {
+fn read_capped(mut reader: std::io::PipeReader, max: u64, kill: &Kill) -> (Vec<u8>, u64, bool) {
     let mut kept = Vec::new();
     let mut total = 0u64;
     let mut exceeded = false;
@@ -549,7 +633,7 @@ fn read_capped(
         kept.extend_from_slice(&buf[..n.min(room)]);
         if total > max && !exceeded {
             exceeded = true;
-            kill_group(pid);
+            kill.now();
         }
     }
     (kept, total, exceeded)

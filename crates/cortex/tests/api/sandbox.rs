@@ -383,6 +383,9 @@ async fn hostile_commands_fail_safely(b: Backend) {
     let data = e.app.state.config.data_dir.canonicalize().unwrap();
     let marker = Uuid::new_v4().simple().to_string();
     let sleeper = format!("sleep 31{}", rand_digits());
+    // Unique per test: the other backend's copy of this test runs at the same time.
+    let bomb = format!("bomb{}", rand_digits());
+    let long_sleep = format!("sleep 60{}", rand_digits());
     let cmd = |id: &str, command: String, timeout: u64| {
         call(
             id,
@@ -390,7 +393,6 @@ async fn hostile_commands_fail_safely(b: Backend) {
             json!({"command": command, "timeout_seconds": timeout}),
         )
     };
-    let started = Instant::now();
     let (_, events) = run_tools(
         &e,
         &[("prompt", "be bad")],
@@ -430,7 +432,7 @@ async fn hostile_commands_fail_safely(b: Backend) {
             ),
             cmd(
                 "fork-bomb",
-                "bomb() { bomb | bomb & }; bomb; sleep 2; echo SURVIVED".into(),
+                format!("{bomb}() {{ {bomb} | {bomb} & }}; {bomb}; sleep 2; echo SURVIVED"),
                 4,
             ),
             cmd(
@@ -443,7 +445,7 @@ async fn hostile_commands_fail_safely(b: Backend) {
                 "head -c 50000000 /dev/zero | tr '\\0' a".into(),
                 20,
             ),
-            cmd("sleep", "sleep 600".into(), 2),
+            cmd("sleep", format!("{long_sleep} & {long_sleep}"), 2),
             cmd(
                 "background",
                 format!("({sleeper} &) ; nohup {sleeper} > /dev/null 2>&1 & echo started"),
@@ -495,7 +497,7 @@ async fn hostile_commands_fail_safely(b: Backend) {
         r["fork-bomb"]
     );
     assert_eq!(
-        processes_matching("bomb | bomb"),
+        processes_matching(&format!("{bomb} | {bomb}")),
         0,
         "the fork bomb outlived its command"
     );
@@ -519,10 +521,11 @@ async fn hostile_commands_fail_safely(b: Backend) {
         "{:?}",
         r["sleep"]
     );
-    assert!(
-        started.elapsed() < Duration::from_secs(50),
-        "{:?}",
-        started.elapsed()
+    // The timed-out command is gone with everything it started.
+    assert_eq!(
+        processes_matching(&long_sleep),
+        0,
+        "a timed-out command outlived its timeout"
     );
     // Nothing the commands left in the background survives them.
     assert_eq!(
@@ -740,7 +743,7 @@ async fn stopping_a_run_kills_its_command(b: Backend) {
     // The command and what it started in the background are gone with the run.
     while processes_matching(&sleeper) > 0 {
         assert!(
-            t.elapsed() < Duration::from_secs(5),
+            t.elapsed() < Duration::from_secs(20),
             "the command outlived its run's stop"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
