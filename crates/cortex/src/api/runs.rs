@@ -248,9 +248,8 @@ async fn place_uploads(
     ws: &crate::sandbox::Workspace,
     files: Vec<Upload>,
 ) -> ApiResult<Vec<String>> {
-    let ws = ws.clone();
     let limit = state.sandbox.config().max_workspace_bytes;
-    let placed = tokio::task::spawn_blocking(move || {
+    let placed = ws.blocking(move |ws| {
         let incoming: u64 = files.iter().map(|f| f.content.len() as u64).sum();
         let used = ws.usage()?;
         if used + incoming > limit {
@@ -270,8 +269,7 @@ async fn place_uploads(
         }
         Ok(placed)
     })
-    .await
-    .map_err(ApiError::internal)??;
+    .await?;
     Ok(placed)
 }
 
@@ -544,7 +542,12 @@ pub async fn start(
         Ok(s) => s,
         Err(e) => {
             if let Some(ws) = workspace {
-                let _ = tokio::task::spawn_blocking(move || ws.remove(&placed)).await;
+                let _ = ws
+                    .blocking(move |ws| {
+                        ws.remove(&placed);
+                        Ok(())
+                    })
+                    .await;
             }
             return Err(refusal(e));
         }
@@ -1080,10 +1083,13 @@ pub async fn delete_project(
         .delete_project(caller.company_id, project.id)
         .await?;
     let ws = state.sandbox.workspace(caller.company_id, project.id);
-    let removed = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&ws.dir)).await;
-    if let Ok(Err(e)) = removed
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
+    let removed = ws
+        .blocking(|ws| match std::fs::remove_dir_all(&ws.dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            r => Ok(r?),
+        })
+        .await;
+    if let Err(e) = removed {
         tracing::warn!(project_id = %project.id, error = %e, "a deleted project's workspace was not removed");
     }
     Ok(Json(json!({"success": true, "project_id": project.id})))
@@ -1123,9 +1129,7 @@ pub async fn list_files(
     let project = find_project(&state, &caller, &id).await?;
     let ws = state.sandbox.workspace(caller.company_id, project.id);
     let path = q.path.unwrap_or_default();
-    let files = tokio::task::spawn_blocking(move || ws.list(&path))
-        .await
-        .map_err(ApiError::internal)??;
+    let files = ws.blocking(move |ws| ws.list(&path)).await?;
     let total = files.len() as i64;
     Ok(Json(FileList {
         success: true,
@@ -1157,9 +1161,7 @@ pub async fn file_content(
     };
     let ws = state.sandbox.workspace(caller.company_id, project.id);
     let p = path.clone();
-    let (file, size) = tokio::task::spawn_blocking(move || ws.open_file(&p))
-        .await
-        .map_err(ApiError::internal)??;
+    let (file, size) = ws.blocking(move |ws| ws.open_file(&p)).await?;
     let mime = mime_guess::from_path(&path).first_or_octet_stream();
     let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(
         tokio::fs::File::from_std(file),

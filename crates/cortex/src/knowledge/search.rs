@@ -103,13 +103,18 @@ impl Knowledge {
         let candidates_per_source = (top_k * 4).max(20);
         let terms = keyword_terms(query);
         let query_words = text::words(query);
-        let search_words = text::search_words(query, MAX_WORDS);
+        // Counted once for all sources: how common a word is does not depend on the source.
+        let searchable = |s: &&Source| s.company_id == company_id && s.chunk_count > 0;
+        let search_words = if sources.iter().any(|s| searchable(&s)) {
+            store
+                .rare_words(&text::search_words(query, MAX_WORDS))
+                .await?
+        } else {
+            Vec::new()
+        };
         let mut query_vectors: HashMap<String, Vec<f32>> = HashMap::new();
         let mut hits: HashMap<Uuid, SearchHit> = HashMap::new();
-        for source in sources
-            .iter()
-            .filter(|s| s.company_id == company_id && s.chunk_count > 0)
-        {
+        for source in sources.iter().filter(searchable) {
             let (Some(model_name), Some(model_id)) = (&source.embedding_model, &source.model_id)
             else {
                 continue;

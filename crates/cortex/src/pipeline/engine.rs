@@ -19,10 +19,9 @@ use super::events::Event;
 use crate::actions::tools::ToolOutcome;
 
 /// The tools a loop may run: an agent's linked actions, and for runs the sandbox's built-ins.
+/// What is offered to the model is [`LoopConfig::tools`] (stage 04 fits it to the budget).
 #[async_trait]
 pub trait ToolSet: Send + Sync {
-    /// The definitions offered to the model.
-    fn defs(&self) -> Vec<ToolDef>;
     /// Run one call; a failure is an outcome for the model, never an error of the loop.
     async fn execute(&self, call: &ToolCall) -> ToolOutcome;
 }

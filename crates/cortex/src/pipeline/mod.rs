@@ -640,9 +640,6 @@ pub struct ActionSet<'a> {
 
 #[async_trait::async_trait]
 impl engine::ToolSet for ActionSet<'_> {
-    fn defs(&self) -> Vec<ToolDef> {
-        self.linked.tool_defs()
-    }
     async fn execute(&self, call: &cortex_llm::ToolCall) -> tools::ToolOutcome {
         self.state.tools.execute(self.linked, call).await
     }

@@ -570,27 +570,19 @@ pub async fn move_legacy_files(state: &AppState) -> Result<usize, crate::store::
         for f in files {
             let ws = state.sandbox.workspace(f.company_id, f.project_id);
             let (name, content) = (f.name.clone(), f.content);
-            let placed = tokio::task::spawn_blocking(move || ws.place(&name, &content)).await;
-            match placed {
-                Ok(Ok(_)) => {
-                    state.store.delete_legacy_project_file(&f.id).await?;
-                    moved += 1;
-                }
-                Ok(Err(e)) => {
-                    tracing::error!(file = %f.name, project_id = %f.project_id, error = %e,
-                        "an uploaded file could not be moved into its workspace; it stays in the database");
-                    return Ok(moved);
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "moving uploaded files into workspaces failed");
-                    return Ok(moved);
-                }
+            if let Err(e) = ws.blocking(move |ws| ws.place(&name, &content)).await {
+                tracing::error!(file = %f.name, project_id = %f.project_id, error = %e,
+                    "an uploaded file could not be moved into its workspace; it stays in the database");
+                return Ok(moved);
             }
+            state.store.delete_legacy_project_file(&f.id).await?;
+            moved += 1;
         }
     }
 }
 
-/// A run's tools: the sandbox's built-ins, then the agent's actions.
+/// A run's tools: the sandbox's built-ins, then the agent's actions (an action named like a
+/// built-in is shadowed; `pipeline::prepare` leaves it out of the offered definitions).
 struct RunTools<'a> {
     builtins: crate::sandbox::tools::SandboxTools<'a>,
     actions: pipeline::ActionSet<'a>,
@@ -598,16 +590,6 @@ struct RunTools<'a> {
 
 #[async_trait::async_trait]
 impl engine::ToolSet for RunTools<'_> {
-    fn defs(&self) -> Vec<cortex_llm::ToolDef> {
-        let mut defs = self.builtins.defs();
-        defs.extend(
-            self.actions
-                .defs()
-                .into_iter()
-                .filter(|d| !crate::sandbox::tools::NAMES.contains(&d.name.as_str())),
-        );
-        defs
-    }
     async fn execute(&self, call: &cortex_llm::ToolCall) -> crate::actions::tools::ToolOutcome {
         if crate::sandbox::tools::NAMES.contains(&call.name.as_str()) {
             self.builtins.execute(call).await

@@ -142,6 +142,17 @@ impl Workspace {
         Self { dir, owner }
     }
 
+    /// Run `f` on this workspace on the blocking pool (file system calls block).
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Workspace) -> Result<T, FsError> + Send + 'static,
+    ) -> Result<T, FsError> {
+        let ws = self.clone();
+        tokio::task::spawn_blocking(move || f(&ws))
+            .await
+            .map_err(|e| FsError::Io(std::io::Error::other(e)))?
+    }
+
     fn give(&self, fd: impl AsFd) -> Result<(), FsError> {
         if let Some((uid, gid)) = self.owner {
             std::os::unix::fs::fchown(fd, Some(uid), Some(gid))?;

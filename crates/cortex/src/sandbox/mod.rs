@@ -303,12 +303,7 @@ impl Sandbox {
         if let Isolation::Unavailable(why) = &self.isolation {
             return Err(CommandError::Unavailable(why.clone()));
         }
-        {
-            let ws = ws.clone();
-            tokio::task::spawn_blocking(move || ws.open_root(true))
-                .await
-                .map_err(|e| CommandError::Spawn(std::io::Error::other(e)))??;
-        }
+        ws.blocking(|ws| ws.open_root(true)).await?;
         let (reader, writer) = std::io::pipe().map_err(CommandError::Spawn)?;
         // bubblewrap reports the host pid of its namespace's init on this pipe (`--info-fd`).
         let (info_r, info_w) = std::io::pipe().map_err(CommandError::Spawn)?;

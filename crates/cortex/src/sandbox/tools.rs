@@ -126,20 +126,13 @@ impl SandboxTools<'_> {
         }
     }
 
-    async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(Workspace) -> Result<T, super::FsError> + Send + 'static,
-    ) -> Result<T, String> {
-        let ws = self.workspace.clone();
-        match tokio::task::spawn_blocking(move || f(ws)).await {
-            Ok(r) => r.map_err(|e| e.to_string()),
-            Err(e) => Err(format!("the workspace operation failed: {e}")),
-        }
-    }
-
     async fn list(&self, a: ListArgs) -> Result<String, String> {
         let path = a.path.unwrap_or_default();
-        let files = self.blocking(move |ws| ws.list(&path)).await?;
+        let files = self
+            .workspace
+            .blocking(move |ws| ws.list(&path))
+            .await
+            .map_err(|e| e.to_string())?;
         if files.is_empty() {
             return Ok("No files.".into());
         }
@@ -154,7 +147,11 @@ impl SandboxTools<'_> {
     async fn read(&self, a: PathArgs) -> Result<String, String> {
         let max = self.sandbox.config().tool_result_chars as u64 * 4;
         let path = a.path.clone();
-        let (bytes, size) = self.blocking(move |ws| ws.read(&path, max)).await?;
+        let (bytes, size) = self
+            .workspace
+            .blocking(move |ws| ws.read(&path, max))
+            .await
+            .map_err(|e| e.to_string())?;
         let text = match std::str::from_utf8(&bytes) {
             Ok(t) => t.to_owned(),
             // Cut inside a character at the end of what was read: keep the whole ones.
@@ -185,8 +182,10 @@ impl SandboxTools<'_> {
         );
         let len = a.content.len();
         let path = self
+            .workspace
             .blocking(move |ws| ws.write(&a.path, a.content.as_bytes(), max_file, max_ws))
-            .await?;
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(format!("Wrote {len} bytes to /workspace/{path}."))
     }
 
@@ -229,10 +228,6 @@ impl SandboxTools<'_> {
 
 #[async_trait]
 impl ToolSet for SandboxTools<'_> {
-    fn defs(&self) -> Vec<ToolDef> {
-        defs(self.sandbox)
-    }
-
     async fn execute(&self, call: &ToolCall) -> ToolOutcome {
         let started = Instant::now();
         let result = self.dispatch(call).await;

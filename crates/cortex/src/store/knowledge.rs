@@ -195,9 +195,14 @@ pub trait KnowledgeStore {
         source_id: Uuid,
         vec_ids: &[u64],
     ) -> StoreResult<Vec<Chunk>>;
-    /// The chunks of a source matching any of `words` or `phrases` in the full-text index (FTS5
-    /// on SQLite, `tsvector` + GIN on PostgreSQL), best first, with the index's relevance
-    /// (BM25 on SQLite, `ts_rank_cd` on PostgreSQL; higher is better), at most `limit`.
+    /// The `words` found in at most `COMMON_WORD_ROWS` chunks of any source, in order: a word
+    /// found in more is this corpus's stop word, whose ranking would cost time in proportion
+    /// to the corpus and tell little. Counting stops at the bound.
+    async fn rare_words(&self, words: &[String]) -> StoreResult<Vec<String>>;
+    /// The chunks of a source matching any of `words` (see [`KnowledgeStore::rare_words`]) or
+    /// `phrases` in the full-text index (FTS5 on SQLite, `tsvector` + GIN on PostgreSQL), best
+    /// first, with the index's relevance (BM25 on SQLite, `ts_rank_cd` on PostgreSQL; higher is
+    /// better), at most `limit`.
     async fn chunks_matching(
         &self,
         company_id: Uuid,
@@ -255,6 +260,16 @@ macro_rules! pg_search {
 
 /// Above this many matching chunks a query word is not given to the full-text ranking.
 const COMMON_WORD_ROWS: i64 = 1000;
+
+/// A term as the full-text query languages get it: letters, digits, `-`, `_` and spaces only
+/// (it is then quoted, so nothing in it is an operator).
+fn fts_term(t: &str) -> String {
+    t.chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ' '))
+        .collect::<String>()
+        .trim()
+        .to_owned()
+}
 
 #[derive(sqlx::FromRow)]
 struct ScoredChunkRow {
@@ -530,27 +545,9 @@ impl KnowledgeStore for SqlStore {
         Ok(out)
     }
 
-    async fn chunks_matching(
-        &self,
-        company_id: Uuid,
-        source_id: Uuid,
-        words: &[String],
-        phrases: &[String],
-        limit: i64,
-    ) -> StoreResult<Vec<(Chunk, f32)>> {
-        // Only letters, digits, `-` and `_` reach the query languages, each term quoted.
-        let clean = |t: &String| -> String {
-            t.chars()
-                .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ' '))
-                .collect::<String>()
-                .trim()
-                .to_owned()
-        };
-        // A word found in more than COMMON_WORD_ROWS chunks (of any source) is this corpus's
-        // stop word: ranking its every match would cost time in proportion to the corpus and
-        // tell little. Codes are always kept. Counting stops at the bound.
-        let mut kept_words = Vec::new();
-        for w in words.iter().map(clean).filter(|t| !t.is_empty()) {
+    async fn rare_words(&self, words: &[String]) -> StoreResult<Vec<String>> {
+        let mut kept = Vec::new();
+        for w in words.iter().map(|w| fts_term(w)).filter(|t| !t.is_empty()) {
             let count_sql = match self.backend() {
                 Backend::Sqlite => concat!(
                     "SELECT COUNT(*) FROM (SELECT 1 FROM knowledge_chunks_fts",
@@ -567,13 +564,24 @@ impl KnowledgeStore for SqlStore {
                 .fetch_one(self.pool())
                 .await?;
             if n <= COMMON_WORD_ROWS {
-                kept_words.push(w);
+                kept.push(w);
             }
         }
+        Ok(kept)
+    }
+
+    async fn chunks_matching(
+        &self,
+        company_id: Uuid,
+        source_id: Uuid,
+        words: &[String],
+        phrases: &[String],
+        limit: i64,
+    ) -> StoreResult<Vec<(Chunk, f32)>> {
         let terms: Vec<String> = phrases
             .iter()
-            .map(clean)
-            .chain(kept_words)
+            .chain(words)
+            .map(|t| fts_term(t))
             .filter(|t| !t.is_empty())
             .map(|t| format!("\"{t}\""))
             .collect();
