@@ -85,16 +85,7 @@ async fn run(
         let mut chunks = 0usize;
         while runs == 0 || started.elapsed() < budget {
             let done = knowledge
-                .ingest_bytes(
-                    store,
-                    company,
-                    source.id,
-                    name,
-                    None,
-                    bytes,
-                    None,
-                    Some(model),
-                )
+                .ingest_bytes(store, company, source.id, name, bytes, None, Some(model))
                 .await
                 .unwrap();
             chunks = done.chunks_created;

@@ -3,7 +3,10 @@
 //! the first `text_delta` event.
 //!
 //! `cargo run --release -p cortex --example loadgen -- --url URL --body JSON [--header 'K: V']
-//!  [--concurrency N] [--seconds S] [--stream]`
+//!  [--concurrency N] [--seconds S] [--stream] [--every S]`
+//!
+//! `{n}` in the body is replaced by a number unique to each request (unique questions);
+//! `--every S` also prints the throughput and latency of each S-second interval.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a developer tool, not library code
 
@@ -18,6 +21,7 @@ struct Args {
     concurrency: usize,
     seconds: f64,
     stream: bool,
+    every: Option<f64>,
 }
 
 fn args() -> Args {
@@ -28,6 +32,7 @@ fn args() -> Args {
         concurrency: 1,
         seconds: 10.0,
         stream: false,
+        every: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -42,6 +47,7 @@ fn args() -> Args {
             "--concurrency" => a.concurrency = it.next().unwrap().parse().unwrap(),
             "--seconds" => a.seconds = it.next().unwrap().parse().unwrap(),
             "--stream" => a.stream = true,
+            "--every" => a.every = Some(it.next().unwrap().parse().unwrap()),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -67,19 +73,29 @@ async fn main() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs_f64(a.seconds);
     let started = Instant::now();
+    let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    // (seconds since start, latency µs) of every request, for the per-interval report.
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(f64, u64)>::new()));
     let mut tasks = Vec::new();
     for _ in 0..a.concurrency {
         let client = client.clone();
         let (url, body, headers, stream) =
             (a.url.clone(), a.body.clone(), a.headers.clone(), a.stream);
+        let (counter, log) = (counter.clone(), log.clone());
         tasks.push(tokio::spawn(async move {
             let (mut lat, mut ttfd, mut errors) = (Vec::new(), Vec::new(), 0u64);
             while Instant::now() < deadline {
                 let t0 = Instant::now();
+                let body = if body.contains("{n}") {
+                    let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    body.replace("{n}", &n.to_string())
+                } else {
+                    body.clone()
+                };
                 let mut rb = client
                     .post(&url)
                     .header("content-type", "application/json")
-                    .body(body.clone());
+                    .body(body);
                 for (k, v) in &headers {
                     rb = rb.header(k, v);
                 }
@@ -118,6 +134,10 @@ async fn main() {
                     continue;
                 }
                 lat.push(t0.elapsed().as_micros() as u64);
+                let at = started.elapsed().as_secs_f64();
+                log.lock()
+                    .unwrap()
+                    .push((at, t0.elapsed().as_micros() as u64));
             }
             (lat, ttfd, errors)
         }));
@@ -150,4 +170,25 @@ async fn main() {
         ));
     }
     println!("{line}");
+    if let Some(every) = a.every {
+        let log = log.lock().unwrap();
+        let mut start = 0.0;
+        while start < elapsed {
+            let mut window: Vec<u64> = log
+                .iter()
+                .filter(|(t, _)| *t >= start && *t < start + every)
+                .map(|(_, l)| *l)
+                .collect();
+            window.sort_unstable();
+            println!(
+                "  [{:>5.0}s–{:>5.0}s] rps={:.0} p50_ms={:.2} p99_ms={:.2}",
+                start,
+                start + every,
+                window.len() as f64 / every.min(elapsed - start),
+                pct(&window, 0.5),
+                pct(&window, 0.99)
+            );
+            start += every;
+        }
+    }
 }

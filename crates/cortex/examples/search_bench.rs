@@ -104,7 +104,6 @@ async fn main() {
                 company,
                 source.id,
                 "intro.md",
-                None,
                 b"# Intro\n\nWelcome to the catalogue of shelves and boxes.\n",
                 None,
                 Some("hash"),

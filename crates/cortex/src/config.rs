@@ -248,6 +248,11 @@ pub struct CacheConfig {
     /// Drop an agent's cached answers when one of its knowledge sources changes (ingested,
     /// re-embedded or deleted), so answers never outlive the knowledge they came from.
     pub invalidate_on_knowledge_change: bool,
+    /// Entries kept per agent; above it the least recently used are evicted (by the sweep).
+    pub max_entries_per_agent: usize,
+    /// How often each node sweeps expired entries, entries of a replaced embedding model, and
+    /// agents over the bound (in the background, never on the chat path).
+    pub sweep_seconds: u64,
 }
 
 impl Default for CacheConfig {
@@ -255,6 +260,8 @@ impl Default for CacheConfig {
         Self {
             ttl_seconds: 7 * 24 * 3600,
             invalidate_on_knowledge_change: true,
+            max_entries_per_agent: 10_000,
+            sweep_seconds: 60,
         }
     }
 }
@@ -663,6 +670,11 @@ impl Config {
                     )));
                 }
             }
+        }
+        if self.cache.max_entries_per_agent == 0 || self.cache.sweep_seconds == 0 {
+            return Err(ConfigError(
+                "cache.max_entries_per_agent and cache.sweep_seconds must be positive".into(),
+            ));
         }
         if self.cache.ttl_seconds == 0 {
             return Err(ConfigError("cache.ttl_seconds must be positive".into()));

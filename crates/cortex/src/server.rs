@@ -104,6 +104,7 @@ pub async fn init(config: Config) -> anyhow::Result<AppState> {
     crate::runs::start_background(&state)
         .await
         .context("starting agent runs")?;
+    crate::pipeline::cache::spawn_sweeper(&state);
     let moved = crate::runs::move_legacy_files(&state)
         .await
         .context("moving uploaded files into workspaces")?;

@@ -33,6 +33,8 @@ pub struct Inner {
     pub actions: Arc<crate::actions::ActionTools>,
     /// The knowledge base: embedders, vector indexes, conversion worker, URL fetcher.
     pub knowledge: Arc<crate::knowledge::Knowledge>,
+    /// Stage 05's answer cache (its embedder, and on SQLite the agents' in-memory indexes).
+    pub cache: Arc<crate::pipeline::cache::AnswerCache>,
     /// Seals connection credentials; `None` on PostgreSQL without `secrets.encryption_key`.
     pub secrets: Option<Arc<crate::secrets::SecretBox>>,
     /// Project workspaces and isolated commands.
@@ -86,7 +88,12 @@ impl AppState {
     ) -> Self {
         let client_ips = crate::limits::ClientIps::new(config.limits.max_client_ips);
         let jwks = config.auth.jwks().map(crate::auth::jwks::Jwks::new);
+        let cache = Arc::new(crate::pipeline::cache::AnswerCache::new(
+            &knowledge.registry,
+            store.backend(),
+        ));
         Self(Arc::new(Inner {
+            cache,
             config,
             store,
             jwt,

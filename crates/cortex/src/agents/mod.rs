@@ -84,7 +84,7 @@ impl Default for AgentSettings {
             rag_top_k: 5,
             memory_enabled: true,
             cache_enabled: true,
-            cache_threshold: 0.92,
+            cache_threshold: 0.75,
             max_tool_rounds: 5,
         }
     }

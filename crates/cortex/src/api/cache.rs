@@ -90,6 +90,7 @@ pub async fn warm(
         .map(|p| (p.question, p.answer))
         .collect();
     let (stored, errored) = cache::warm(
+        &state.cache,
         &state.store,
         company_id,
         agent_id,
@@ -137,7 +138,10 @@ pub async fn flush(
         .as_deref()
         .map(|a| path_id(a.trim(), "Agent"))
         .transpose()?;
-    let deleted = state.store.cache_flush(caller.company_id, agent_id).await?;
+    let deleted = state
+        .cache
+        .flush(&state.store, caller.company_id, agent_id)
+        .await?;
     Ok(Json(Flushed {
         status: "flushed".into(),
         entries_deleted: deleted,

@@ -173,6 +173,16 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<crate::pipeline::cache::CacheError> for ApiError {
+    fn from(e: crate::pipeline::cache::CacheError) -> Self {
+        use crate::pipeline::cache::CacheError;
+        match e {
+            CacheError::Store(s) => s.into(),
+            CacheError::Embed(_) | CacheError::Index(_) => ApiError::internal(e),
+        }
+    }
+}
+
 impl From<crate::sandbox::FsError> for ApiError {
     fn from(e: crate::sandbox::FsError) -> Self {
         use crate::sandbox::FsError;

@@ -1,5 +1,5 @@
-//! `/v1/knowledge/…`: sources, ingestion (file, upload, URL, agent documents), re-embedding and
-//! search. Responses follow the reference (`source_id, status, chunks_created, chunks_embedded,
+//! `/v1/knowledge/…`: sources and their documents, ingestion (file, upload, URL, agent
+//! documents), re-embedding and search. Responses follow the reference (`source_id, status, chunks_created, chunks_embedded,
 //! error`).
 
 use axum::Json;
@@ -15,7 +15,7 @@ use super::extract::{
     ApiJson, Caller, Checks, PageInfo, Pagination, Validate, own_company, path_id, require_admin,
 };
 use crate::auth::Identity;
-use crate::knowledge::model::{Source, SourceKind};
+use crate::knowledge::model::{Document, Source, SourceKind};
 use crate::knowledge::{Ingested, KnowledgeError, SearchHit};
 use crate::state::AppState;
 use crate::store::{AgentStore, KnowledgeStore};
@@ -25,6 +25,7 @@ impl From<KnowledgeError> for ApiError {
         match e {
             KnowledgeError::UnknownModel(u) => ApiError::BadRequest(u.to_string()),
             KnowledgeError::SourceNotFound => ApiError::not_found("Knowledge source"),
+            KnowledgeError::DocumentNotFound => ApiError::not_found("Document"),
             KnowledgeError::AgentNotFound => ApiError::not_found("Agent"),
             KnowledgeError::Invalid(m) => ApiError::BadRequest(m),
             KnowledgeError::Failed(m) => ApiError::Internal(m),
@@ -41,13 +42,18 @@ pub struct SourceView {
     pub name: String,
     /// `file`, `url` or `documents`.
     pub kind: String,
-    /// `pending`, `processing`, `completed` or `failed`.
+    /// Aggregated over its documents: `processing` while one is being ingested, else `failed`
+    /// if one failed, else `completed` (`pending` without documents).
     pub status: String,
+    /// The chunks of all its documents.
     pub chunk_count: i64,
+    pub document_count: i64,
     pub embedding_model: Option<String>,
     pub model_id: Option<String>,
     pub dimension: Option<usize>,
+    /// The error of its most recently failed document.
     pub error: Option<String>,
+    /// The last document ingested (file name, URL, or agent id).
     pub origin: Option<String>,
     #[schema(value_type = Option<String>)]
     pub agent_id: Option<Uuid>,
@@ -63,6 +69,7 @@ impl From<Source> for SourceView {
             kind: s.kind.as_str().to_owned(),
             status: s.status.as_str().to_owned(),
             chunk_count: s.chunk_count,
+            document_count: s.document_count,
             embedding_model: s.embedding_model,
             model_id: s.model_id,
             dimension: s.dimension,
@@ -73,6 +80,48 @@ impl From<Source> for SourceView {
             updated_at: s.updated_at,
         }
     }
+}
+
+/// One document of a source.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DocumentView {
+    #[schema(value_type = String)]
+    pub id: Uuid,
+    /// The file name or URL; ingesting the same name again replaces this document.
+    pub name: String,
+    /// `file`, `url` or `documents` (an agent's inline documents and FAQs).
+    pub kind: String,
+    /// `processing`, `completed` or `failed` (a failed document keeps its previous chunks).
+    pub status: String,
+    pub chunk_count: i64,
+    /// The size received; null for documents ingested before sources held several.
+    pub bytes: Option<i64>,
+    pub error: Option<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<Document> for DocumentView {
+    fn from(d: Document) -> Self {
+        Self {
+            id: d.id,
+            name: d.name,
+            kind: d.kind.as_str().to_owned(),
+            status: d.status.as_str().to_owned(),
+            chunk_count: d.chunk_count,
+            bytes: d.bytes,
+            error: d.error,
+            created_at: d.created_at,
+            updated_at: d.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DocumentList {
+    pub success: bool,
+    pub documents: Vec<DocumentView>,
+    pub pagination: PageInfo,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -112,6 +161,9 @@ impl Validate for NewSource {
 pub struct IngestResult {
     #[schema(value_type = String)]
     pub source_id: Uuid,
+    /// The document added (or replaced: same name) in the source.
+    #[schema(value_type = String)]
+    pub document_id: Uuid,
     pub status: String,
     pub chunks_created: usize,
     pub chunks_embedded: usize,
@@ -125,6 +177,7 @@ impl From<Ingested> for IngestResult {
     fn from(i: Ingested) -> Self {
         Self {
             source_id: i.source_id,
+            document_id: i.document_id,
             status: "completed".into(),
             chunks_created: i.chunks_created,
             chunks_embedded: i.chunks_embedded,
@@ -290,6 +343,8 @@ pub struct SearchResultItem {
     #[schema(value_type = String)]
     pub source_id: Uuid,
     pub source_name: String,
+    #[schema(value_type = Option<String>)]
+    pub document_id: Option<Uuid>,
     pub content: String,
     pub heading_path: Vec<String>,
     pub page: Option<u32>,
@@ -306,6 +361,7 @@ impl From<SearchHit> for SearchResultItem {
             chunk_id: h.chunk_id,
             source_id: h.source_id,
             source_name: h.source_name,
+            document_id: h.document_id,
             content: h.content,
             heading_path: h.heading_path,
             page: h.page,
@@ -414,6 +470,48 @@ pub async fn delete_source(
     Ok(Json(json!({"success": true, "id": id, "deleted": true})))
 }
 
+#[utoipa::path(get, path = "/v1/knowledge/sources/{id}/documents", tag = "knowledge", security(("bearer" = []), ("api_key" = [])),
+    params(("id" = String, Path), ("limit" = Option<i64>, Query), ("offset" = Option<i64>, Query)),
+    responses((status = 200, body = DocumentList), (status = 401), (status = 404), (status = 422)))]
+pub async fn list_documents(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    page: Pagination,
+) -> ApiResult<Json<DocumentList>> {
+    let source = owned_source(&state, &caller, &id).await?;
+    let documents = state
+        .store
+        .list_documents(caller.company_id, source.id, page.limit, page.offset)
+        .await?;
+    Ok(Json(DocumentList {
+        success: true,
+        documents: documents.items.into_iter().map(Into::into).collect(),
+        pagination: page.info(documents.total),
+    }))
+}
+
+#[utoipa::path(delete, path = "/v1/knowledge/sources/{id}/documents/{document_id}", tag = "knowledge", security(("bearer" = []), ("api_key" = [])),
+    params(("id" = String, Path), ("document_id" = String, Path)),
+    responses((status = 200, description = "Deleted with its chunks and vectors; the source's other documents stay searchable"), (status = 401), (status = 403), (status = 404)))]
+pub async fn delete_document(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path((id, document_id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    require_admin(&caller, "knowledge sources")?;
+    let source = owned_source(&state, &caller, &id).await?;
+    let document_id = path_id(document_id.trim(), "Document")?;
+    state
+        .knowledge
+        .delete_document(&state.store, caller.company_id, source.id, document_id)
+        .await?;
+    knowledge_changed(&state, caller.company_id, source.id).await;
+    Ok(Json(
+        json!({"success": true, "id": document_id, "deleted": true}),
+    ))
+}
+
 #[utoipa::path(post, path = "/v1/knowledge/ingest/file", tag = "knowledge", request_body = IngestFile, security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = IngestResult), (status = 400, description = "Path outside the upload directory, unsupported type, unknown embedding model"),
         (status = 401), (status = 404), (status = 422), (status = 500, description = "Conversion or embedding failed; the source is marked failed")))]
@@ -447,8 +545,7 @@ pub async fn ingest_file(
             &state.store,
             caller.company_id,
             source.id,
-            &name,
-            None,
+            crate::knowledge::upload_name(&name),
             &bytes,
             None,
             body.embedding_model.as_deref(),
@@ -515,14 +612,19 @@ pub async fn upload(
     let path = state
         .knowledge
         .store_upload(caller.company_id, &name, &bytes)?;
+    // The document is named as the stored upload (its safe file name), so ingesting that path
+    // later with ingest/file replaces this document rather than adding a second one.
+    let stored = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut done = state
         .knowledge
         .ingest_bytes(
             &state.store,
             caller.company_id,
             source.id,
-            &name,
-            None,
+            crate::knowledge::upload_name(&stored),
             &bytes,
             None,
             model.as_deref(),
@@ -693,7 +795,10 @@ async fn knowledge_changed(state: &AppState, company_id: Uuid, source_id: Uuid) 
     if !state.config.cache.invalidate_on_knowledge_change {
         return;
     }
-    match crate::pipeline::cache::invalidate_for_source(&state.store, company_id, source_id).await {
+    let cache = &state.cache;
+    match crate::pipeline::cache::invalidate_for_source(cache, &state.store, company_id, source_id)
+        .await
+    {
         Ok(0) => {}
         Ok(n) => {
             tracing::info!(%source_id, entries = n, "knowledge changed: cached answers dropped")

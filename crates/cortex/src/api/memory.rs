@@ -113,7 +113,14 @@ pub async fn query(
         .map(str::trim)
         .filter(|q| !q.is_empty());
     let facts = match query {
-        Some(q) => rank_facts(facts, q).into_iter().map(|(f, _)| f).collect(),
+        Some(q) => {
+            let embedder = state.knowledge.registry.default_embedder();
+            let vector = crate::pipeline::memory::query_embedding(embedder.as_ref(), q).await;
+            rank_facts(facts, q, vector.as_ref())
+                .into_iter()
+                .map(|(f, _)| f)
+                .collect()
+        }
         None => facts,
     };
     let snippets = state
@@ -240,6 +247,9 @@ pub async fn save(
         }
         None => None,
     };
+    let fact = body.fact.trim().to_owned();
+    let embedder = state.knowledge.registry.default_embedder();
+    let embedding = crate::pipeline::memory::embed(embedder.as_ref(), &fact).await;
     let fact_id = state
         .store
         .save_fact(
@@ -247,7 +257,8 @@ pub async fn save(
             &NewFact {
                 customer_id: customer_id.clone(),
                 agent_id,
-                fact: body.fact.trim().to_owned(),
+                embedding,
+                fact,
                 category: body.category.unwrap_or_else(|| "general".into()),
                 confidence: body.confidence.unwrap_or(1.0),
                 source: body.source.unwrap_or_else(|| "manual".into()),

@@ -99,6 +99,8 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(chat::chat_stream))
         .routes(routes!(knowledge::create_source, knowledge::list_sources))
         .routes(routes!(knowledge::get_source, knowledge::delete_source))
+        .routes(routes!(knowledge::list_documents))
+        .routes(routes!(knowledge::delete_document))
         .routes(routes!(knowledge::ingest_file))
         .routes(routes!(knowledge::ingest_url))
         .routes(routes!(knowledge::ingest_documents))

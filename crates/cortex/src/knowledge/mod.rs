@@ -2,8 +2,9 @@
 //! hybrid retrieval that stage 03 of the pipeline and `/v1/knowledge/search` share.
 //!
 //! * Conversion runs in an isolated worker process (`cortex __ingest-worker`, see `main.rs`).
-//! * A source's chunks are replaced in the one transaction that inserts the new ones, so a failed
-//!   ingestion leaves the previous chunks searchable.
+//! * A source holds documents (files, pages, an agent's inline documents); an ingestion adds one
+//!   or, under the same name, replaces that one's chunks in the one transaction that inserts the
+//!   new ones, so a failed ingestion leaves the previous chunks searchable.
 //! * Vectors: on SQLite an embedded index per source under `<data_dir>/vectors` (rebuilt from the
 //!   chunk rows whenever it is missing or stale); on PostgreSQL the `embedding` pgvector column.
 //! * Search never compares vectors of different models: each source is searched with a query
@@ -24,11 +25,14 @@ use uuid::Uuid;
 use crate::agents::AgentSpec;
 use crate::config::Config;
 use crate::store::{Backend, EmbeddingInfo, KnowledgeStore, SqlStore, StoreError};
-use model::{NewChunk, SourceStatus};
+use model::{NewChunk, Source, SourceKind};
 pub use search::{SearchHit, keyword_terms};
 
 /// The hidden subcommand under which the `cortex` binary runs the conversion worker.
 pub const WORKER_SUBCOMMAND: &str = "__ingest-worker";
+
+/// The name of the document that holds an agent's inline documents and FAQs.
+pub const AGENT_DOCUMENTS: &str = "inline documents and FAQs";
 
 /// Texts embedded per call to the embedder.
 const EMBED_BATCH: usize = 64;
@@ -40,6 +44,8 @@ pub enum KnowledgeError {
     UnknownModel(#[from] UnknownEmbedder),
     #[error("knowledge source not found")]
     SourceNotFound,
+    #[error("document not found")]
+    DocumentNotFound,
     #[error("agent not found")]
     AgentNotFound,
     /// The request cannot be served as asked (path outside the upload directory, unsupported
@@ -72,6 +78,7 @@ pub struct Knowledge {
 #[derive(Debug, Clone)]
 pub struct Ingested {
     pub source_id: Uuid,
+    pub document_id: Uuid,
     pub chunks_created: usize,
     pub chunks_embedded: usize,
     pub file_path: Option<String>,
@@ -257,8 +264,9 @@ impl Knowledge {
         }
     }
 
-    /// Converts, chunks, embeds and stores a document as the new content of `source`.
-    /// A conversion or embedding failure marks the source failed and keeps its old chunks.
+    /// Converts, chunks, embeds and stores a file as the document `file_name` of the source (a
+    /// new document, or the new content of the one of that name). A conversion or embedding
+    /// failure marks the document failed and keeps its old chunks.
     #[allow(clippy::too_many_arguments)]
     pub async fn ingest_bytes(
         &self,
@@ -266,43 +274,111 @@ impl Knowledge {
         company_id: Uuid,
         source_id: Uuid,
         file_name: &str,
-        origin: Option<&str>,
         bytes: &[u8],
         format_hint: Option<Format>,
         embedding_model: Option<&str>,
     ) -> Result<Ingested, KnowledgeError> {
-        let (model_name, embedder) = self.embedder(embedding_model)?;
-        store
+        let incoming = Incoming {
+            name: file_name,
+            kind: SourceKind::File,
+            origin: None,
+            bytes,
+            format_hint,
+        };
+        self.ingest_document(store, company_id, source_id, incoming, embedding_model)
+            .await
+    }
+
+    async fn ingest_document(
+        &self,
+        store: &SqlStore,
+        company_id: Uuid,
+        source_id: Uuid,
+        incoming: Incoming<'_>,
+        embedding_model: Option<&str>,
+    ) -> Result<Ingested, KnowledgeError> {
+        let source = store
             .get_source(company_id, source_id)
             .await?
             .ok_or(KnowledgeError::SourceNotFound)?;
-        let format = format_hint
-            .or_else(|| cortex_ingest::detect(file_name, bytes))
+        let name = incoming.name;
+        let format = incoming
+            .format_hint
+            .or_else(|| cortex_ingest::detect(name, incoming.bytes))
             .ok_or_else(|| {
                 KnowledgeError::Invalid(format!(
-                    "unsupported file type: {file_name} (PDF, DOCX, PPTX, XLSX, XLS, ODS, CSV, HTML, Markdown and text are supported)"
+                    "unsupported file type: {name} (PDF, DOCX, PPTX, XLSX, XLS, ODS, CSV, HTML, Markdown and text are supported)"
                 ))
             })?;
         let lock = self.source_lock(source_id);
         let _writing = lock.lock().await;
-        store
-            .set_source_status(company_id, source_id, SourceStatus::Processing, None)
+        let (model_name, embedder) = self
+            .document_embedder(store, &source, name, embedding_model)
             .await?;
-        let document = match self.convert(file_name, bytes, format).await {
+        let document = store
+            .begin_document(company_id, source_id, name, incoming.kind)
+            .await
+            .map_err(not_found(KnowledgeError::SourceNotFound))?;
+        let converted = match self.convert(name, incoming.bytes, format).await {
             Ok(d) => d,
-            Err(reason) => return Err(self.fail(store, company_id, source_id, reason).await),
+            Err(reason) => {
+                return Err(self
+                    .fail(store, company_id, source_id, document.id, reason)
+                    .await);
+            }
         };
-        let pieces = cortex_ingest::chunk(&document, &self.chunking);
-        self.store_pieces(
-            store,
-            company_id,
+        let pieces = cortex_ingest::chunk(&converted, &self.chunking);
+        let target = Target {
             source_id,
-            Some(origin.unwrap_or(file_name)),
-            &model_name,
-            embedder,
-            pieces,
-        )
-        .await
+            document_id: document.id,
+            origin: Some(incoming.origin.unwrap_or(name)),
+            bytes: incoming.bytes.len() as i64,
+        };
+        self.store_pieces(store, company_id, &target, &model_name, embedder, pieces)
+            .await
+    }
+
+    /// The embedder of a document added to `source`: the one asked for, else the source's own,
+    /// else the server's default. A source has one model at a time: a document of another
+    /// model is refused while other documents hold chunks (re-embed the source first).
+    async fn document_embedder(
+        &self,
+        store: &SqlStore,
+        source: &Source,
+        name: &str,
+        requested: Option<&str>,
+    ) -> Result<(String, Arc<dyn Embedder>), KnowledgeError> {
+        let replaced = store
+            .document_by_name(source.company_id, source.id, name)
+            .await?
+            .map_or(0, |d| d.chunk_count);
+        let others = source.chunk_count - replaced > 0;
+        let requested = requested.map(str::trim).filter(|n| !n.is_empty());
+        let chosen = match (requested, &source.embedding_model) {
+            (Some(_), _) | (None, None) => self.embedder(requested)?,
+            (None, Some(own)) => match self.embedder(Some(own)) {
+                Ok(e) => e,
+                Err(_) if others => {
+                    return Err(KnowledgeError::Invalid(format!(
+                        "this source is embedded with {own}, which is not configured any more: re-embed it with another model first"
+                    )));
+                }
+                Err(_) => self.embedder(None)?,
+            },
+        };
+        if others
+            && source
+                .model_id
+                .as_deref()
+                .is_some_and(|m| m != chosen.1.model_id())
+        {
+            return Err(KnowledgeError::Invalid(format!(
+                "this source is embedded with {}; add documents with that model, or re-embed the source with {} first",
+                source.embedding_model.as_deref().unwrap_or_default(),
+                chosen.0
+            )));
+        }
+        Ok(chosen)
     }
 
     /// Fetches one page through the network guard and ingests it.
@@ -315,7 +391,7 @@ impl Knowledge {
         embedding_model: Option<&str>,
     ) -> Result<Ingested, KnowledgeError> {
         self.embedder(embedding_model)?;
-        store
+        let source = store
             .get_source(company_id, source_id)
             .await?
             .ok_or(KnowledgeError::SourceNotFound)?;
@@ -327,8 +403,13 @@ impl Knowledge {
                 return Err(KnowledgeError::Invalid(e.to_string()));
             }
             Err(e) => {
+                // Recorded on the page's document, so the failure shows where it happened.
+                let document = store
+                    .begin_document(company_id, source.id, url, SourceKind::Url)
+                    .await?;
+                let reason = format!("fetching {url}: {e}");
                 return Err(self
-                    .fail(store, company_id, source_id, format!("fetching {url}: {e}"))
+                    .fail(store, company_id, source.id, document.id, reason)
                     .await);
             }
         };
@@ -353,18 +434,17 @@ impl Knowledge {
             .and_then(|mut s| s.next_back().map(str::to_owned))
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "index.html".to_owned());
-        let origin = response.final_url.to_string();
-        self.ingest_bytes(
-            store,
-            company_id,
-            source_id,
-            &name,
-            Some(&origin),
-            &response.body,
-            hint,
-            embedding_model,
-        )
-        .await
+        // The page is a document named by its URL: fetching it again replaces it.
+        let url = response.final_url.to_string();
+        let incoming = Incoming {
+            name: &url,
+            kind: SourceKind::Url,
+            origin: None,
+            bytes: &response.body,
+            format_hint: hint.or_else(|| cortex_ingest::detect(&name, &response.body)),
+        };
+        self.ingest_document(store, company_id, source_id, incoming, embedding_model)
+            .await
     }
 
     /// Embeds an agent's inline knowledge documents and FAQs into its `documents` source
@@ -377,7 +457,6 @@ impl Knowledge {
         spec: &AgentSpec,
         embedding_model: Option<&str>,
     ) -> Result<(Ingested, usize), KnowledgeError> {
-        let (model_name, embedder) = self.embedder(embedding_model)?;
         let source = match store.documents_source(company_id, agent_id).await? {
             Some(s) => s,
             None => {
@@ -403,6 +482,7 @@ impl Knowledge {
             ));
         }
         let processed = parts.len();
+        let bytes: usize = parts.iter().map(String::len).sum();
         let mut pieces = Vec::new();
         for markdown in parts {
             let document = Document {
@@ -417,21 +497,32 @@ impl Knowledge {
         }
         let lock = self.source_lock(source.id);
         let _writing = lock.lock().await;
-        let done = self
-            .store_pieces(
-                store,
+        let (model_name, embedder) = self
+            .document_embedder(store, &source, AGENT_DOCUMENTS, embedding_model)
+            .await?;
+        let document = store
+            .begin_document(
                 company_id,
                 source.id,
-                Some(&agent_id.to_string()),
-                &model_name,
-                embedder,
-                pieces,
+                AGENT_DOCUMENTS,
+                SourceKind::Documents,
             )
+            .await?;
+        let agent = agent_id.to_string();
+        let target = Target {
+            source_id: source.id,
+            document_id: document.id,
+            origin: Some(&agent),
+            bytes: bytes as i64,
+        };
+        let done = self
+            .store_pieces(store, company_id, &target, &model_name, embedder, pieces)
             .await?;
         Ok((done, processed))
     }
 
-    /// Recomputes every vector of a source with another model (the chunks' text is kept).
+    /// Recomputes every vector of a source (all its documents) with another model; the chunks'
+    /// texts and ids are kept.
     pub async fn reembed(
         &self,
         store: &SqlStore,
@@ -448,37 +539,45 @@ impl Knowledge {
         let _writing = lock.lock().await;
         let chunks = store.source_chunks(company_id, source_id).await?;
         let texts: Vec<String> = chunks.iter().map(|c| c.content.clone()).collect();
-        let vectors = match embed_all(embedder.as_ref(), &texts).await {
-            Ok(v) => v,
-            Err(reason) => return Err(self.fail(store, company_id, source_id, reason).await),
+        let vectors = embed_all(embedder.as_ref(), &texts)
+            .await
+            .map_err(KnowledgeError::Failed)?;
+        let info = EmbeddingInfo {
+            model_name: &model_name,
+            model_id: embedder.model_id(),
+            dimension: embedder.dimension(),
         };
-        let new: Vec<NewChunk> = chunks
-            .into_iter()
-            .zip(vectors)
-            .map(|(c, vector)| NewChunk {
-                vec_id: c.vec_id,
-                seq: c.seq,
-                content: c.content,
-                heading_path: c.heading_path,
-                page: c.page,
-                locator: c.locator,
-                token_count: c.token_count,
-                vector,
-            })
+        let updated: Vec<(Uuid, Vec<f32>)> = chunks
+            .iter()
+            .map(|c| c.id)
+            .zip(vectors.iter().cloned())
             .collect();
-        self.commit(
-            store,
-            company_id,
+        store
+            .reembed_chunks(company_id, source_id, &info, &updated)
+            .await
+            .map_err(not_found(KnowledgeError::SourceNotFound))?;
+        if let Some(collections) = &self.collections {
+            let rows = chunks.iter().map(|c| c.vec_id).zip(vectors.iter());
+            if let Err(e) = collections.rebuild(
+                &collection_name(company_id, source_id),
+                info.model_id,
+                info.dimension,
+                rows,
+            ) {
+                tracing::warn!(error = %e, %source_id, "vector index not rebuilt; it will be at the next search");
+                let _ = collections.remove(&collection_name(company_id, source_id));
+            }
+        }
+        Ok(Ingested {
             source_id,
-            None,
-            &model_name,
-            embedder.as_ref(),
-            &new,
-        )
-        .await
+            document_id: Uuid::nil(),
+            chunks_created: 0,
+            chunks_embedded: chunks.len(),
+            file_path: None,
+        })
     }
 
-    /// Deletes a source: its rows (chunks and pgvector embeddings with them) and its index.
+    /// Deletes a source: its rows (documents, chunks and pgvector embeddings) and its index.
     pub async fn delete_source(
         &self,
         store: &SqlStore,
@@ -490,15 +589,31 @@ impl Knowledge {
         store
             .delete_source(company_id, source_id)
             .await
-            .map_err(|e| match e {
-                StoreError::NotFound => KnowledgeError::SourceNotFound,
-                other => other.into(),
-            })?;
+            .map_err(not_found(KnowledgeError::SourceNotFound))?;
         if let Some(collections) = &self.collections {
             collections
                 .remove(&collection_name(company_id, source_id))
                 .map_err(|e| KnowledgeError::Failed(format!("removing the vector index: {e}")))?;
         }
+        Ok(())
+    }
+
+    /// Deletes one document of a source: its chunks leave the rows and the index, the source's
+    /// other documents stay searchable.
+    pub async fn delete_document(
+        &self,
+        store: &SqlStore,
+        company_id: Uuid,
+        source_id: Uuid,
+        document_id: Uuid,
+    ) -> Result<(), KnowledgeError> {
+        let lock = self.source_lock(source_id);
+        let _writing = lock.lock().await;
+        let removed = store
+            .delete_document(company_id, source_id, document_id)
+            .await
+            .map_err(not_found(KnowledgeError::DocumentNotFound))?;
+        self.update_index(company_id, source_id, None, &removed, &[]);
         Ok(())
     }
 
@@ -512,13 +627,11 @@ impl Knowledge {
             .map(|c| c.len())
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn store_pieces(
         &self,
         store: &SqlStore,
         company_id: Uuid,
-        source_id: Uuid,
-        origin: Option<&str>,
+        target: &Target<'_>,
         model_name: &str,
         embedder: Arc<dyn Embedder>,
         pieces: Vec<cortex_ingest::Chunk>,
@@ -526,7 +639,17 @@ impl Knowledge {
         let texts: Vec<String> = pieces.iter().map(|p| p.text.clone()).collect();
         let vectors = match embed_all(embedder.as_ref(), &texts).await {
             Ok(v) => v,
-            Err(reason) => return Err(self.fail(store, company_id, source_id, reason).await),
+            Err(reason) => {
+                return Err(self
+                    .fail(
+                        store,
+                        company_id,
+                        target.source_id,
+                        target.document_id,
+                        reason,
+                    )
+                    .await);
+            }
         };
         let chunks: Vec<NewChunk> = pieces
             .into_iter()
@@ -542,60 +665,82 @@ impl Knowledge {
                 vector,
             })
             .collect();
-        self.commit(
-            store,
-            company_id,
-            source_id,
-            origin,
-            model_name,
-            embedder.as_ref(),
-            &chunks,
-        )
-        .await
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn commit(
-        &self,
-        store: &SqlStore,
-        company_id: Uuid,
-        source_id: Uuid,
-        origin: Option<&str>,
-        model_name: &str,
-        embedder: &dyn Embedder,
-        chunks: &[NewChunk],
-    ) -> Result<Ingested, KnowledgeError> {
         let info = EmbeddingInfo {
             model_name,
             model_id: embedder.model_id(),
             dimension: embedder.dimension(),
         };
-        store
-            .replace_chunks(company_id, source_id, origin, &info, chunks)
+        let removed = store
+            .replace_document_chunks(
+                company_id,
+                target.source_id,
+                target.document_id,
+                target.origin,
+                target.bytes,
+                &info,
+                &chunks,
+            )
             .await
-            .map_err(|e| match e {
-                StoreError::NotFound => KnowledgeError::SourceNotFound,
-                other => other.into(),
-            })?;
-        if let Some(collections) = &self.collections {
-            let rows = chunks.iter().map(|c| (c.vec_id, c.vector.as_slice()));
-            // The rows are committed: an index that cannot be written now is rebuilt from them
-            // at the next search.
-            if let Err(e) = collections.rebuild(
-                &collection_name(company_id, source_id),
-                info.model_id,
-                info.dimension,
-                rows,
-            ) {
-                tracing::warn!(error = %e, %source_id, "vector index not updated; it will be rebuilt on the next search");
-            }
-        }
+            .map_err(not_found(KnowledgeError::SourceNotFound))?;
+        let total = store
+            .get_source(company_id, target.source_id)
+            .await?
+            .map_or(0, |s| s.chunk_count);
+        self.update_index(
+            company_id,
+            target.source_id,
+            Some((&info, total)),
+            &removed,
+            &chunks,
+        );
         Ok(Ingested {
-            source_id,
+            source_id: target.source_id,
+            document_id: target.document_id,
             chunks_created: chunks.len(),
             chunks_embedded: chunks.len(),
             file_path: None,
         })
+    }
+
+    /// Brings a source's embedded index in step with committed rows: `removed` vector ids out,
+    /// `added` chunks in (of the model in `written`, with the source's chunk count after the
+    /// write). Without an index of that model, one is built from `added` when they are all the
+    /// source holds; otherwise (or when it cannot be written) the index is dropped and the next
+    /// search rebuilds it from the rows.
+    fn update_index(
+        &self,
+        company_id: Uuid,
+        source_id: Uuid,
+        written: Option<(&EmbeddingInfo<'_>, i64)>,
+        removed: &[u64],
+        added: &[NewChunk],
+    ) {
+        let Some(collections) = &self.collections else {
+            return;
+        };
+        let name = collection_name(company_id, source_id);
+        let rows = || added.iter().map(|n| (n.vec_id, n.vector.as_slice()));
+        let outcome = match collections.get(&name) {
+            Ok(Some(c)) if written.is_none_or(|(i, _)| c.info().model_id == i.model_id) => (|| {
+                for id in removed {
+                    c.remove(*id)?;
+                }
+                c.add_batch(rows())?;
+                c.save()
+            })(
+            ),
+            Ok(_) => match written {
+                Some((info, total)) if total == added.len() as i64 => collections
+                    .rebuild(&name, info.model_id, info.dimension, rows())
+                    .map(|_| ()),
+                _ => collections.remove(&name).map(|_| ()),
+            },
+            Err(e) => Err(e),
+        };
+        if let Err(e) = outcome {
+            tracing::warn!(error = %e, %source_id, "vector index not updated; it will be rebuilt at the next search");
+            let _ = collections.remove(&name);
+        }
     }
 
     async fn fail(
@@ -603,16 +748,59 @@ impl Knowledge {
         store: &SqlStore,
         company_id: Uuid,
         source_id: Uuid,
+        document_id: Uuid,
         reason: String,
     ) -> KnowledgeError {
-        tracing::warn!(%source_id, reason = %reason, "knowledge ingestion failed");
+        tracing::warn!(%source_id, %document_id, reason = %reason, "knowledge ingestion failed");
         if let Err(e) = store
-            .set_source_status(company_id, source_id, SourceStatus::Failed, Some(&reason))
+            .fail_document(company_id, source_id, document_id, &reason)
             .await
         {
             return e.into();
         }
         KnowledgeError::Failed(reason)
+    }
+}
+
+/// One document on its way into a source.
+struct Incoming<'a> {
+    /// The document's name in the source (a file name, a URL): the key a later ingestion of
+    /// the same name replaces.
+    name: &'a str,
+    kind: SourceKind,
+    origin: Option<&'a str>,
+    bytes: &'a [u8],
+    format_hint: Option<Format>,
+}
+
+/// Where converted chunks are stored.
+struct Target<'a> {
+    source_id: Uuid,
+    document_id: Uuid,
+    origin: Option<&'a str>,
+    bytes: i64,
+}
+
+/// Maps the store's `NotFound` to the knowledge error that names what was missing.
+fn not_found(missing: KnowledgeError) -> impl FnOnce(StoreError) -> KnowledgeError {
+    move |e| match e {
+        StoreError::NotFound => missing,
+        other => other.into(),
+    }
+}
+
+/// The name a file stored by [`Knowledge::store_upload`] had when it was uploaded (the stored
+/// name carries a unique prefix), so ingesting it names the document as the upload did.
+pub fn upload_name(stored: &str) -> &str {
+    match stored.split_once('-') {
+        Some((prefix, rest))
+            if prefix.len() == 32
+                && prefix.bytes().all(|b| b.is_ascii_hexdigit())
+                && !rest.is_empty() =>
+        {
+            rest
+        }
+        _ => stored,
     }
 }
 

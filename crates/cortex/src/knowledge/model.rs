@@ -1,4 +1,4 @@
-//! What the knowledge base stores: sources and their chunks.
+//! What the knowledge base stores: sources, their documents, and the documents' chunks.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -73,12 +73,34 @@ pub struct Source {
     /// That embedder's model id (`hash-384`, `local:all-MiniLM-L6-v2`, …).
     pub model_id: Option<String>,
     pub dimension: Option<usize>,
+    /// The chunks of all its documents.
     pub chunk_count: i64,
+    pub document_count: i64,
+    /// The error of its most recently failed document, if one is failed.
     pub error: Option<String>,
     /// The file name, URL or agent of the last ingestion.
     pub origin: Option<String>,
     /// For `documents` sources: the agent whose documents and FAQs they are.
     pub agent_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One document of a source: a file, a page, or an agent's inline documents and FAQs. Its name
+/// is the key an ingestion replaces.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    pub id: Uuid,
+    pub source_id: Uuid,
+    pub name: String,
+    pub kind: SourceKind,
+    /// `processing` while an ingestion of it runs, `completed`, or `failed` (its previous
+    /// chunks, if any, stay searchable).
+    pub status: SourceStatus,
+    pub chunk_count: i64,
+    /// The size received; `None` for documents ingested before sources held several.
+    pub bytes: Option<i64>,
+    pub error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -101,6 +123,7 @@ pub struct NewChunk {
 pub struct Chunk {
     pub id: Uuid,
     pub source_id: Uuid,
+    pub document_id: Option<Uuid>,
     pub vec_id: u64,
     pub seq: i64,
     pub content: String,

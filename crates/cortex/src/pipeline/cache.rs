@@ -1,86 +1,382 @@
-//! Stage 05: the answer cache. A message whose normalised form was answered before — or whose
-//! words are at least `cache_threshold` similar to a cached question — gets the cached answer.
+//! Stage 05: the answer cache, by meaning and never wrong on purpose.
+//!
+//! A message is looked up first by its normalised text (an index look-up), then by the
+//! embedding of its question — the server's default embedding model — among the agent's
+//! entries: an in-memory index per agent on SQLite (built from the rows on first use, kept in
+//! step by this node, the only one), pgvector on PostgreSQL (shared by every node). A
+//! candidate at or above the agent's `cache_threshold` is then checked by the guard
+//! ([`super::terms`]): the two questions' numbers, codes, dates, times, weekdays, names and
+//! negation must agree, so "Are you open on Friday?" never gets the answer cached for "Are you
+//! open on Saturday?".
+//!
 //! Only answers that used neither the customer's memory nor a tool result are ever stored.
+//! Expired entries, entries of a replaced model and agents over `max_entries_per_agent` (least
+//! recently used first) are swept in the background every `sweep_seconds`, never on the chat
+//! path; neither a lookup nor a store reads more than a few entries.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use cortex_embed::{Embedder, EmbedderRegistry, IndexOptions, VectorIndex};
 use uuid::Uuid;
 
-use super::text;
-use crate::store::{CacheStore, SqlStore, StoreResult};
+use super::{terms, text};
+use crate::store::{Backend, CacheStore, NewCacheEntry, Removed, SqlStore, StoreError};
 
-/// How many recent entries the similarity search looks at.
-const SCAN: i64 = 500;
+/// Nearest entries considered per lookup (the best that passes threshold and guard wins).
+const CANDIDATES: usize = 8;
+/// Expired entries deleted per sweep statement.
+const SWEEP_BATCH: i64 = 5000;
 
-pub async fn lookup(
-    store: &SqlStore,
-    company_id: Uuid,
-    agent_id: Uuid,
-    message: &str,
-    threshold: f32,
-) -> StoreResult<Option<String>> {
-    let normalized = text::normalize(message);
-    if let Some(hit) = store
-        .cache_lookup(company_id, agent_id, &normalized)
-        .await?
-    {
-        return Ok(Some(hit.answer));
-    }
-    let q = text::words(message);
-    let best = store
-        .cache_entries(company_id, agent_id, SCAN)
-        .await?
-        .into_iter()
-        .map(|e| (text::similarity(&q, &text::words(&e.question)), e))
-        .max_by(|a, b| a.0.total_cmp(&b.0));
-    Ok(best
-        .filter(|(score, _)| *score >= threshold)
-        .map(|(_, e)| e.answer))
+/// Why a cache operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("embedding the question: {0}")]
+    Embed(String),
+    #[error("cache index: {0}")]
+    Index(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
-/// Store one answer for `ttl`, dropping the agent's expired entries on the way.
-pub async fn store_answer(
-    store: &SqlStore,
-    company_id: Uuid,
-    agent_id: Uuid,
-    question: &str,
-    answer: &str,
-    ttl: chrono::Duration,
-) -> StoreResult<()> {
-    store.cache_purge_expired(company_id, agent_id).await?;
-    let normalized = text::normalize(question);
-    store
-        .cache_put(
-            company_id,
-            agent_id,
-            question,
-            &normalized,
-            answer,
-            crate::store::now() + ttl,
-        )
-        .await
+/// The answer cache of every agent served by this node.
+pub struct AnswerCache {
+    embedder: Arc<dyn Embedder>,
+    /// SQLite: the agents' in-memory indexes. `None` on PostgreSQL (pgvector).
+    indexes: Option<Mutex<AgentIndexes>>,
+}
+
+/// The in-memory indexes by (company, agent).
+type AgentIndexes = HashMap<(Uuid, Uuid), Arc<AgentIndex>>;
+
+/// One agent's in-memory index, built from its rows on first use.
+#[derive(Default)]
+struct AgentIndex {
+    built: tokio::sync::OnceCell<RwLock<VectorIndex>>,
+}
+
+/// A hit: the answer, and the entry it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    pub answer: String,
+    pub question: String,
+    /// Cosine similarity of the questions (1 for an exact match).
+    pub similarity: f32,
+}
+
+impl AnswerCache {
+    pub fn new(registry: &EmbedderRegistry, backend: Backend) -> Self {
+        Self {
+            embedder: registry.default_embedder(),
+            indexes: (backend == Backend::Sqlite).then(|| Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// The model id every entry's vector is compared under.
+    pub fn model_id(&self) -> &str {
+        self.embedder.model_id()
+    }
+
+    /// Embeds a question with the cache's model.
+    pub async fn embed(&self, question: &str) -> Result<Vec<f32>, CacheError> {
+        self.embedder
+            .embed_query(question)
+            .await
+            .map_err(|e| CacheError::Embed(e.to_string()))
+    }
+
+    /// The cached answer for `message`, if an entry asks the same thing.
+    pub async fn lookup(
+        &self,
+        store: &SqlStore,
+        company_id: Uuid,
+        agent_id: Uuid,
+        message: &str,
+        threshold: f32,
+    ) -> Result<Option<(Hit, Uuid)>, CacheError> {
+        let normalized = text::normalize(message);
+        if let Some(entry) = store
+            .cache_lookup(company_id, agent_id, &normalized)
+            .await?
+        {
+            let hit = Hit {
+                answer: entry.answer,
+                question: entry.question,
+                similarity: 1.0,
+            };
+            return Ok(Some((hit, entry.id)));
+        }
+        let query = self.embed(message).await?;
+        let candidates = self
+            .nearest(store, company_id, agent_id, &query, threshold)
+            .await?;
+        if candidates.is_empty() {
+            return Ok(None);
+        }
+        let asked = terms::terms(message);
+        Ok(candidates.into_iter().find_map(|(entry, similarity)| {
+            terms::terms(&entry.question).agree(&asked).then(|| {
+                let hit = Hit {
+                    answer: entry.answer,
+                    question: entry.question,
+                    similarity,
+                };
+                (hit, entry.id)
+            })
+        }))
+    }
+
+    /// Live entries at or above `threshold`, most similar first.
+    async fn nearest(
+        &self,
+        store: &SqlStore,
+        company_id: Uuid,
+        agent_id: Uuid,
+        query: &[f32],
+        threshold: f32,
+    ) -> Result<Vec<(crate::store::CacheEntry, f32)>, CacheError> {
+        let mut found = match &self.indexes {
+            None => {
+                store
+                    .cache_nearest(
+                        company_id,
+                        agent_id,
+                        self.model_id(),
+                        query,
+                        CANDIDATES as i64,
+                    )
+                    .await?
+            }
+            Some(_) => {
+                let agent = self.agent_index(store, company_id, agent_id).await?;
+                let scored = agent
+                    .read(|index| index.search(query, CANDIDATES))
+                    .unwrap_or(Ok(Vec::new()))
+                    .map_err(|e| CacheError::Index(e.to_string()))?;
+                let close: Vec<(u64, f32)> = scored
+                    .into_iter()
+                    .filter(|(_, s)| *s >= threshold)
+                    .collect();
+                if close.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let ids: Vec<u64> = close.iter().map(|(id, _)| *id).collect();
+                let rows = store.cache_by_vec_ids(company_id, agent_id, &ids).await?;
+                close
+                    .iter()
+                    .filter_map(|(id, s)| {
+                        rows.iter()
+                            .find(|r| r.vec_id == Some(*id))
+                            .map(|r| (r.clone(), *s))
+                    })
+                    .collect()
+            }
+        };
+        found.retain(|(_, s)| *s >= threshold);
+        found.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Ok(found)
+    }
+
+    /// The agent's in-memory index (SQLite), built from its rows the first time.
+    async fn agent_index(
+        &self,
+        store: &SqlStore,
+        company_id: Uuid,
+        agent_id: Uuid,
+    ) -> Result<Arc<AgentIndex>, CacheError> {
+        let Some(indexes) = &self.indexes else {
+            return Err(CacheError::Index(
+                "no in-memory index on this backend".into(),
+            ));
+        };
+        let agent = {
+            let mut map = indexes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            Arc::clone(map.entry((company_id, agent_id)).or_default())
+        };
+        let dimension = self.embedder.dimension();
+        let model_id = self.model_id().to_owned();
+        agent
+            .built
+            .get_or_try_init(|| async {
+                let rows = store.cache_vectors(company_id, agent_id, &model_id).await?;
+                tracing::debug!(%agent_id, entries = rows.len(), "building the agent's cache index");
+                let built = tokio::task::spawn_blocking(move || {
+                    VectorIndex::rebuild(dimension, index_options(), rows)
+                })
+                .await
+                .map_err(|e| CacheError::Index(e.to_string()))?
+                .map_err(|e| CacheError::Index(e.to_string()))?;
+                Ok::<_, CacheError>(RwLock::new(built))
+            })
+            .await?;
+        Ok(agent)
+    }
+
+    /// Stores answered questions for `ttl`; returns how many. Each question is embedded; on
+    /// SQLite the agent's index takes the new vectors after the rows are committed.
+    pub async fn store(
+        &self,
+        store: &SqlStore,
+        company_id: Uuid,
+        agent_id: Uuid,
+        pairs: &[(String, String)],
+        ttl: chrono::Duration,
+    ) -> Result<u64, CacheError> {
+        let questions: Vec<String> = pairs.iter().map(|(q, _)| q.clone()).collect();
+        let vectors = if questions.is_empty() {
+            Vec::new()
+        } else {
+            self.embedder
+                .embed(&questions)
+                .await
+                .map_err(|e| CacheError::Embed(e.to_string()))?
+        };
+        let entries: Vec<NewCacheEntry> = pairs
+            .iter()
+            .zip(vectors)
+            .map(|((q, a), v)| NewCacheEntry {
+                question: q.clone(),
+                normalized: text::normalize(q),
+                answer: a.clone(),
+                vec_id: rand::random::<u64>() >> 1,
+                embedding: Some((self.model_id().to_owned(), v)),
+            })
+            .collect();
+        let stored = store
+            .cache_put_many(company_id, agent_id, &entries, crate::store::now() + ttl)
+            .await?;
+        if self.indexes.is_some() {
+            let agent = self.agent_index(store, company_id, agent_id).await?;
+            agent
+                .write(|index| {
+                    index.add_batch(entries.iter().filter_map(|e| {
+                        e.embedding.as_ref().map(|(_, v)| (e.vec_id, v.as_slice()))
+                    }))
+                })
+                .map_err(|e| CacheError::Index(e.to_string()))?;
+        }
+        Ok(stored)
+    }
+
+    /// Deletes the company's entries (of one agent, or all) and forgets their indexes.
+    pub async fn flush(
+        &self,
+        store: &SqlStore,
+        company_id: Uuid,
+        agent_id: Option<Uuid>,
+    ) -> Result<u64, CacheError> {
+        let deleted = store.cache_flush(company_id, agent_id).await?;
+        if let Some(indexes) = &self.indexes {
+            let mut map = indexes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            map.retain(|(c, a), _| *c != company_id || agent_id.is_some_and(|id| id != *a));
+        }
+        Ok(deleted)
+    }
+
+    /// One background sweep: expired entries, entries of another model, agents over the bound
+    /// (their least recently used). Returns how many entries were deleted.
+    pub async fn sweep(&self, store: &SqlStore, max_entries: usize) -> Result<u64, CacheError> {
+        let mut removed = Vec::new();
+        loop {
+            let batch = store.cache_sweep(self.model_id(), SWEEP_BATCH).await?;
+            let done = (batch.len() as i64) < SWEEP_BATCH;
+            removed.extend(batch);
+            if done {
+                break;
+            }
+        }
+        let max = max_entries as i64;
+        for (company_id, agent_id, count) in store.cache_over_bound(max).await? {
+            removed.extend(store.cache_evict(company_id, agent_id, count - max).await?);
+        }
+        self.forget(&removed);
+        Ok(removed.len() as u64)
+    }
+
+    /// Removes deleted entries from the in-memory indexes that hold them.
+    fn forget(&self, removed: &[Removed]) {
+        let Some(indexes) = &self.indexes else {
+            return;
+        };
+        let map = indexes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for r in removed {
+            if let (Some(agent), Some(vec_id)) = (map.get(&(r.company_id, r.agent_id)), r.vec_id) {
+                let _ = agent.write(|index| index.remove(vec_id));
+            }
+        }
+    }
+}
+
+impl AgentIndex {
+    /// Applies `f` if the index is built.
+    fn read<R>(&self, f: impl FnOnce(&VectorIndex) -> R) -> Option<R> {
+        self.built.get().map(|lock| {
+            f(&lock
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner))
+        })
+    }
+
+    /// Applies `f` if the index is built (an unbuilt one is built from the rows later).
+    fn write<R, E>(&self, f: impl FnOnce(&mut VectorIndex) -> Result<R, E>) -> Result<(), E> {
+        if let Some(lock) = self.built.get() {
+            f(&mut lock
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner))?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs [`AnswerCache::sweep`] every `cache.sweep_seconds` until shutdown.
+pub fn spawn_sweeper(state: &crate::state::AppState) {
+    let st = state.clone();
+    state.tasks.spawn(async move {
+        let every = std::time::Duration::from_secs(st.config.cache.sweep_seconds);
+        loop {
+            tokio::select! {
+                () = st.shutdown.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+            match st
+                .cache
+                .sweep(&st.store, st.config.cache.max_entries_per_agent)
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(entries = n, "answer cache swept"),
+                Err(e) => tracing::warn!(error = %e, "answer cache sweep failed"),
+            }
+        }
+    });
 }
 
 /// Pre-warm an agent's cache: every pair with a non-empty question and answer is stored (in
 /// one transaction); returns `(stored, errored)`.
 pub async fn warm(
+    cache: &AnswerCache,
     store: &SqlStore,
     company_id: Uuid,
     agent_id: Uuid,
     pairs: &[(String, String)],
     ttl: chrono::Duration,
-) -> StoreResult<(u64, u64)> {
-    let valid: Vec<(String, String, String)> = pairs
+) -> Result<(u64, u64), CacheError> {
+    let valid: Vec<(String, String)> = pairs
         .iter()
         .filter_map(|(q, a)| {
             let (q, a) = (q.trim(), a.trim());
-            let normalized = text::normalize(q);
-            (!normalized.is_empty() && !a.is_empty())
-                .then(|| (q.to_owned(), normalized, a.to_owned()))
+            (!text::normalize(q).is_empty() && !a.is_empty()).then(|| (q.to_owned(), a.to_owned()))
         })
         .collect();
     let errored = (pairs.len() - valid.len()) as u64;
-    store.cache_purge_expired(company_id, agent_id).await?;
-    let stored = store
-        .cache_put_many(company_id, agent_id, &valid, crate::store::now() + ttl)
+    let stored = cache
+        .store(store, company_id, agent_id, &valid, ttl)
         .await?;
     Ok((stored, errored))
 }
@@ -88,10 +384,11 @@ pub async fn warm(
 /// A knowledge source changed: drop the cached answers of every agent that searches it, so no
 /// answer outlives the knowledge it was drawn from. Returns how many entries were dropped.
 pub async fn invalidate_for_source(
+    cache: &AnswerCache,
     store: &SqlStore,
     company_id: Uuid,
     source_id: Uuid,
-) -> StoreResult<u64> {
+) -> Result<u64, CacheError> {
     use crate::store::AgentStore;
     const PAGE: i64 = 200;
     let mut dropped = 0;
@@ -100,12 +397,22 @@ pub async fn invalidate_for_source(
         let page = store.list_agents(company_id, PAGE, offset).await?;
         for agent in &page.items {
             if agent.spec.knowledge_source_ids.contains(&source_id) {
-                dropped += store.cache_flush(company_id, Some(agent.id)).await?;
+                dropped += cache.flush(store, company_id, Some(agent.id)).await?;
             }
         }
         offset += PAGE;
         if page.items.len() < PAGE as usize {
             return Ok(dropped);
         }
+    }
+}
+
+/// The in-memory index of one agent: exact up to 2,000 entries (a fraction of a millisecond),
+/// HNSW above, so a lookup among 100,000 entries stays well under a millisecond.
+fn index_options() -> IndexOptions {
+    IndexOptions {
+        exact_threshold: 2000,
+        build_threads: 1,
+        ..IndexOptions::default()
     }
 }

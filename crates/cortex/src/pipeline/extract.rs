@@ -1,16 +1,20 @@
 //! After a turn with memory enabled, the model extracts durable facts about the customer in the
 //! background. The output is structured through a forced tool call (`record_customer_facts`,
-//! with a JSON schema), and each fact is deduplicated against what is already known.
+//! with a JSON schema), and each fact is deduplicated against what is already known: by the
+//! cosine of its embedding (the server's default model) with each known fact's, or — for facts
+//! without one of that model — by their words.
 
 use cortex_llm::{ChatRequest, Message, Tier, ToolChoice, ToolDef};
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::memory::CATEGORIES;
+use std::collections::HashSet;
+
+use super::memory::{self, CATEGORIES};
 use super::text;
 use crate::state::AppState;
-use crate::store::{MemoryStore, NewFact, RunStore};
+use crate::store::{Fact, MemoryStore, NewFact, RunStore};
 
 pub const TOOL: &str = "record_customer_facts";
 /// Facts kept per turn, and the least confidence kept.
@@ -18,6 +22,8 @@ const MAX_NEW: usize = 5;
 const MIN_CONFIDENCE: f64 = 0.5;
 /// Word-set similarity at or above which two facts say the same thing.
 const DUPLICATE: f32 = 0.8;
+/// Embedding cosine at or above which two facts say the same thing.
+const DUPLICATE_COSINE: f32 = 0.9;
 /// Known facts shown to the model (and compared against).
 const KNOWN: i64 = 200;
 
@@ -84,9 +90,46 @@ fn parse(resp: &cortex_llm::ChatResponse) -> Vec<ExtractedFact> {
         .unwrap_or_default()
 }
 
-/// Keep the well-formed, confident, new facts (at most [`MAX_NEW`]).
-fn select(candidates: Vec<ExtractedFact>, known: &[String]) -> Vec<(String, String, f64)> {
-    let mut seen: Vec<_> = known.iter().map(|k| text::words(k)).collect();
+/// A fact as compared for duplicates: its words and its embedding, if any.
+struct Seen {
+    words: HashSet<String>,
+    embedding: Option<(String, Vec<f32>)>,
+}
+
+impl Seen {
+    fn same_as(&self, other: &Seen) -> bool {
+        match (&self.embedding, &other.embedding) {
+            (Some((m1, v1)), Some((m2, v2))) if m1 == m2 && v1.len() == v2.len() => {
+                cortex_embed::dot(v1, v2) >= DUPLICATE_COSINE
+                    || text::similarity(&self.words, &other.words) >= DUPLICATE
+            }
+            _ => text::similarity(&self.words, &other.words) >= DUPLICATE,
+        }
+    }
+}
+
+/// A new fact to save.
+struct Selected {
+    fact: String,
+    category: String,
+    confidence: f64,
+    embedding: Option<(String, Vec<f32>)>,
+}
+
+/// Keep the well-formed, confident, new facts (at most [`MAX_NEW`]). `embed` gives a fact's
+/// embedding (`None` when there is no embedder or it failed).
+async fn select<F, Fut>(candidates: Vec<ExtractedFact>, known: &[Fact], embed: F) -> Vec<Selected>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Option<(String, Vec<f32>)>>,
+{
+    let mut seen: Vec<Seen> = known
+        .iter()
+        .map(|k| Seen {
+            words: memory::tokens(&k.fact),
+            embedding: k.embedding.clone(),
+        })
+        .collect();
     let mut out = Vec::new();
     for c in candidates {
         let fact = c.fact.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -94,20 +137,28 @@ fn select(candidates: Vec<ExtractedFact>, known: &[String]) -> Vec<(String, Stri
         if fact.is_empty() || fact.chars().count() > 500 || confidence < MIN_CONFIDENCE {
             continue;
         }
-        let words = text::words(&fact);
-        if words.is_empty()
-            || seen
-                .iter()
-                .any(|s| text::similarity(s, &words) >= DUPLICATE)
-        {
+        let words = memory::tokens(&fact);
+        if words.is_empty() {
+            continue;
+        }
+        let candidate = Seen {
+            words,
+            embedding: embed(fact.clone()).await,
+        };
+        if seen.iter().any(|s| s.same_as(&candidate)) {
             continue;
         }
         let category = c
             .category
             .filter(|c| CATEGORIES.contains(&c.as_str()))
             .unwrap_or_else(|| "general".into());
-        seen.push(words);
-        out.push((fact, category, confidence));
+        out.push(Selected {
+            fact,
+            category,
+            confidence,
+            embedding: candidate.embedding.clone(),
+        });
+        seen.push(candidate);
         if out.len() == MAX_NEW {
             break;
         }
@@ -127,19 +178,16 @@ pub async fn extract_facts(
     let Some(llm) = &state.llm else {
         return Ok(Vec::new());
     };
-    let known: Vec<String> = state
+    let known: Vec<Fact> = state
         .store
         .facts(company_id, customer_id, Some(agent_id), KNOWN)
-        .await?
-        .into_iter()
-        .map(|f| f.fact)
-        .collect();
+        .await?;
     let mut system = INSTRUCTIONS.to_owned();
     if !known.is_empty() {
         system.push_str("\n\nKnown facts:");
         for k in &known {
             system.push_str("\n- ");
-            system.push_str(k);
+            system.push_str(&k.fact);
         }
     }
     let req = ChatRequest::new(
@@ -182,7 +230,12 @@ pub async fn extract_facts(
         )
         .await?;
     let mut saved = Vec::new();
-    for (fact, category, confidence) in select(parse(&out.response), &known) {
+    let embedder = state.knowledge.registry.default_embedder();
+    let embed = |fact: String| {
+        let embedder = embedder.clone();
+        async move { memory::embed(embedder.as_ref(), &fact).await }
+    };
+    for s in select(parse(&out.response), &known, embed).await {
         let id = state
             .store
             .save_fact(
@@ -190,10 +243,11 @@ pub async fn extract_facts(
                 &NewFact {
                     customer_id: customer_id.to_owned(),
                     agent_id: None,
-                    fact,
-                    category,
-                    confidence,
+                    fact: s.fact,
+                    category: s.category,
+                    confidence: s.confidence,
                     source: "extracted".into(),
+                    embedding: s.embedding,
                 },
             )
             .await?;
@@ -214,9 +268,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn selection_drops_known_duplicate_unsure_and_malformed_facts() {
-        let known = vec!["Prefers Arabic language".to_owned()];
+    fn known(fact: &str, embedding: Option<(String, Vec<f32>)>) -> Fact {
+        Fact {
+            id: Uuid::new_v4(),
+            fact: fact.into(),
+            category: "general".into(),
+            confidence: 1.0,
+            agent_id: None,
+            embedding,
+        }
+    }
+
+    #[tokio::test]
+    async fn selection_drops_known_duplicate_unsure_and_malformed_facts() {
+        let known = vec![known("Prefers Arabic language", None)];
         let picked = select(
             vec![
                 f("prefers   arabic language", Some("preference"), Some(0.9)),
@@ -227,7 +292,13 @@ mod tests {
                 f("Ordered a blue kettle in May", Some("purchase"), None),
             ],
             &known,
-        );
+            |_| async { None },
+        )
+        .await;
+        let picked: Vec<(String, String, f64)> = picked
+            .into_iter()
+            .map(|s| (s.fact, s.category, s.confidence))
+            .collect();
         assert_eq!(
             picked,
             vec![
@@ -239,6 +310,35 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn duplicates_by_meaning_are_dropped() {
+        // Differently worded, same meaning: the embeddings (of one model) are nearly equal.
+        let known = vec![known(
+            "Speaks Arabic at home",
+            Some(("m".into(), vec![1.0, 0.0])),
+        )];
+        let embed = |fact: String| async move {
+            let v = if fact.contains("العربية") {
+                vec![0.99, 0.141]
+            } else {
+                vec![0.0, 1.0]
+            };
+            Some(("m".to_owned(), v))
+        };
+        let picked = select(
+            vec![
+                f("يتحدث العربية في المنزل", Some("context"), Some(0.9)),
+                f("Owns a red bicycle", Some("context"), Some(0.9)),
+            ],
+            &known,
+            embed,
+        )
+        .await;
+        assert_eq!(picked.len(), 1);
+        assert_eq!(picked[0].fact, "Owns a red bicycle");
+        assert!(picked[0].embedding.is_some());
     }
 
     #[test]

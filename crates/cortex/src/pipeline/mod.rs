@@ -10,6 +10,7 @@ pub mod events;
 pub mod extract;
 pub mod extractive;
 pub mod memory;
+pub mod terms;
 pub mod text;
 
 use std::sync::Arc;
@@ -28,7 +29,7 @@ use crate::actions::tools;
 use crate::agents::LoadedAgent;
 use crate::agents::template::{PromptContext, PromptTemplate, TemplateError};
 use crate::state::AppState;
-use crate::store::{AgentStore, ConversationStore, StoreError, Turn};
+use crate::store::{AgentStore, CacheStore, ConversationStore, StoreError, Turn};
 pub use events::{Event, Frame};
 
 /// How many earlier messages of the conversation are considered.
@@ -313,6 +314,7 @@ pub async fn prepare(
     let facts = if memory_enabled {
         memory::recall(
             &state.store,
+            state.knowledge.registry.default_embedder().as_ref(),
             input.company_id,
             input.customer_id,
             agent.id,
@@ -461,14 +463,34 @@ pub async fn run(
     // 05 cache
     let s = Instant::now();
     let cached = if settings.cache_enabled {
-        cache::lookup(
-            &state.store,
-            input.company_id,
-            input.agent_id,
-            &input.message,
-            settings.cache_threshold,
-        )
-        .await?
+        match state
+            .cache
+            .lookup(
+                &state.store,
+                input.company_id,
+                input.agent_id,
+                &input.message,
+                settings.cache_threshold,
+            )
+            .await
+        {
+            Ok(Some((hit, entry_id))) => {
+                // The order of use (for the size bound) is written off the chat path.
+                let (st, company) = (state.clone(), input.company_id);
+                state.tasks.spawn(async move {
+                    if let Err(e) = st.store.cache_touch(company, entry_id).await {
+                        tracing::debug!(error = %e, "cache entry use not recorded");
+                    }
+                });
+                Some(hit.answer)
+            }
+            Ok(None) => None,
+            // The cache never takes a chat down: a failed lookup is a miss.
+            Err(e) => {
+                tracing::warn!(error = %e, "answer cache lookup failed: treated as a miss");
+                None
+            }
+        }
     } else {
         None
     };
@@ -719,7 +741,11 @@ async fn finish(
         );
         state.tasks.spawn(async move {
             let ttl = st.config.cache.ttl();
-            if let Err(e) = cache::store_answer(&st.store, company, agent, &q, &a, ttl).await {
+            if let Err(e) = st
+                .cache
+                .store(&st.store, company, agent, &[(q, a)], ttl)
+                .await
+            {
                 tracing::warn!(error = %e, "could not store a cacheable answer");
             }
         });

@@ -1,5 +1,7 @@
-//! Knowledge sources and their chunks. A chunk row carries its vector (little-endian f32 bytes,
-//! both backends) and, on PostgreSQL, the same vector as a pgvector `embedding`.
+//! Knowledge sources, their documents and the documents' chunks. A chunk row carries its vector
+//! (little-endian f32 bytes, both backends) and, on PostgreSQL, the same vector as a pgvector
+//! `embedding`. A source row holds its documents' aggregates (status, counts, last error),
+//! rewritten by `refresh_source!` in every transaction that changes a document.
 
 use async_trait::async_trait;
 use uuid::Uuid;
@@ -8,19 +10,19 @@ use super::{
     Backend, Page, SqlStore, StoreError, StoreResult, fmt_ts, new_id, now, one_row, parse_id,
     parse_ts,
 };
-use crate::knowledge::model::{Chunk, NewChunk, Source, SourceKind, SourceStatus};
+use crate::knowledge::model::{Chunk, Document, NewChunk, Source, SourceKind, SourceStatus};
 
 macro_rules! source_columns {
     () => {
         "id, company_id, name, kind, status, embedding_model, model_id, dimension, chunk_count, \
-         error, origin, agent_id, created_at, updated_at"
+         document_count, error, origin, agent_id, created_at, updated_at"
     };
 }
 
 macro_rules! chunk_columns {
     () => {
-        "id, source_id, vec_id, seq, content, heading_path, page, locator, token_count, model_id, \
-         dimension, vector"
+        "id, source_id, document_id, vec_id, seq, content, heading_path, page, locator, \
+         token_count, model_id, dimension, vector"
     };
 }
 
@@ -35,6 +37,7 @@ struct SourceRow {
     model_id: Option<String>,
     dimension: Option<i64>,
     chunk_count: i64,
+    document_count: i64,
     error: Option<String>,
     origin: Option<String>,
     agent_id: Option<String>,
@@ -57,6 +60,7 @@ impl TryFrom<SourceRow> for Source {
             model_id: r.model_id,
             dimension: r.dimension.map(|d| d.max(0) as usize),
             chunk_count: r.chunk_count,
+            document_count: r.document_count,
             error: r.error,
             origin: r.origin,
             agent_id: r.agent_id.as_deref().map(parse_id).transpose()?,
@@ -70,6 +74,7 @@ impl TryFrom<SourceRow> for Source {
 struct ChunkRow {
     id: String,
     source_id: String,
+    document_id: Option<String>,
     vec_id: i64,
     seq: i64,
     content: String,
@@ -88,6 +93,7 @@ impl TryFrom<ChunkRow> for Chunk {
         Ok(Chunk {
             id: parse_id(&r.id)?,
             source_id: parse_id(&r.source_id)?,
+            document_id: r.document_id.as_deref().map(parse_id).transpose()?,
             vec_id: r.vec_id.max(0) as u64,
             seq: r.seq,
             content: r.content,
@@ -99,6 +105,71 @@ impl TryFrom<ChunkRow> for Chunk {
             model_id: r.model_id,
             dimension: r.dimension.max(0) as usize,
             vector: decode_vector(&r.vector)?,
+        })
+    }
+}
+
+macro_rules! document_columns {
+    () => {
+        "id, source_id, name, kind, status, chunk_count, bytes, error, created_at, updated_at"
+    };
+}
+
+/// Rewrites a source's aggregates from its documents: `$1` company, `$2` source, `$3` now.
+/// A document being ingested makes the source `processing`; else a failed one `failed` (with
+/// the newest failure's error); else any document `completed`; none `pending`.
+macro_rules! refresh_source {
+    () => {
+        concat!(
+            "UPDATE knowledge_sources SET",
+            " chunk_count = (SELECT COALESCE(SUM(d.chunk_count), 0) FROM knowledge_documents d",
+            " WHERE d.company_id = $1 AND d.source_id = $2),",
+            " document_count = (SELECT COUNT(*) FROM knowledge_documents d",
+            " WHERE d.company_id = $1 AND d.source_id = $2),",
+            " status = CASE",
+            " WHEN EXISTS (SELECT 1 FROM knowledge_documents d WHERE d.company_id = $1",
+            " AND d.source_id = $2 AND d.status = 'processing') THEN 'processing'",
+            " WHEN EXISTS (SELECT 1 FROM knowledge_documents d WHERE d.company_id = $1",
+            " AND d.source_id = $2 AND d.status = 'failed') THEN 'failed'",
+            " WHEN EXISTS (SELECT 1 FROM knowledge_documents d WHERE d.company_id = $1",
+            " AND d.source_id = $2) THEN 'completed' ELSE 'pending' END,",
+            " error = (SELECT d.error FROM knowledge_documents d WHERE d.company_id = $1",
+            " AND d.source_id = $2 AND d.status = 'failed' ORDER BY d.updated_at DESC LIMIT 1),",
+            " updated_at = $3 WHERE company_id = $1 AND id = $2"
+        )
+    };
+}
+
+#[derive(sqlx::FromRow)]
+struct DocumentRow {
+    id: String,
+    source_id: String,
+    name: String,
+    kind: String,
+    status: String,
+    chunk_count: i64,
+    bytes: Option<i64>,
+    error: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+impl TryFrom<DocumentRow> for Document {
+    type Error = StoreError;
+    fn try_from(r: DocumentRow) -> StoreResult<Self> {
+        Ok(Document {
+            id: parse_id(&r.id)?,
+            source_id: parse_id(&r.source_id)?,
+            name: r.name,
+            kind: SourceKind::parse(&r.kind)
+                .ok_or_else(|| StoreError::Corrupt(format!("document kind {:?}", r.kind)))?,
+            status: SourceStatus::parse(&r.status)
+                .ok_or_else(|| StoreError::Corrupt(format!("document status {:?}", r.status)))?,
+            chunk_count: r.chunk_count,
+            bytes: r.bytes,
+            error: r.error,
+            created_at: parse_ts(&r.created_at)?,
+            updated_at: parse_ts(&r.updated_at)?,
         })
     }
 }
@@ -122,7 +193,7 @@ pub fn decode_vector(bytes: &[u8]) -> StoreResult<Vec<f32>> {
 }
 
 /// pgvector's text form, `[0.1,0.2,…]`.
-fn pgvector_text(v: &[f32]) -> String {
+pub(crate) fn pgvector_text(v: &[f32]) -> String {
     let mut s = String::with_capacity(v.len() * 10 + 2);
     s.push('[');
     for (i, x) in v.iter().enumerate() {
@@ -169,24 +240,69 @@ pub trait KnowledgeStore {
     ) -> StoreResult<Option<Source>>;
     /// Deletes the source and its chunks; `NotFound` if the company has no such source.
     async fn delete_source(&self, company_id: Uuid, source_id: Uuid) -> StoreResult<()>;
-    /// Sets the status (and error) without touching the chunks.
-    async fn set_source_status(
+    /// The source's documents, oldest first.
+    async fn list_documents(
         &self,
         company_id: Uuid,
         source_id: Uuid,
-        status: SourceStatus,
-        error: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Page<Document>>;
+    /// The source's document called `name`, if any.
+    async fn document_by_name(
+        &self,
+        company_id: Uuid,
+        source_id: Uuid,
+        name: &str,
+    ) -> StoreResult<Option<Document>>;
+    /// Marks the document `name` of the source `processing`, creating it if it is new; its
+    /// chunks are untouched. `NotFound` if the company has no such source.
+    async fn begin_document(
+        &self,
+        company_id: Uuid,
+        source_id: Uuid,
+        name: &str,
+        kind: SourceKind,
+    ) -> StoreResult<Document>;
+    /// Marks the document failed with `error`, keeping its previous chunks.
+    async fn fail_document(
+        &self,
+        company_id: Uuid,
+        source_id: Uuid,
+        document_id: Uuid,
+        error: &str,
     ) -> StoreResult<()>;
-    /// Replaces every chunk of the source in one transaction and marks it completed.
-    async fn replace_chunks(
+    /// Replaces the chunks of one document in one transaction and marks it completed (the
+    /// source takes `embedding` as its model). Returns the vector ids of the chunks removed.
+    #[allow(clippy::too_many_arguments)]
+    async fn replace_document_chunks(
         &self,
         company_id: Uuid,
         source_id: Uuid,
+        document_id: Uuid,
         origin: Option<&str>,
+        bytes: i64,
         embedding: &EmbeddingInfo<'_>,
         chunks: &[NewChunk],
+    ) -> StoreResult<Vec<u64>>;
+    /// Deletes one document and its chunks; returns the vector ids of the chunks removed.
+    /// `NotFound` if the source has no such document.
+    async fn delete_document(
+        &self,
+        company_id: Uuid,
+        source_id: Uuid,
+        document_id: Uuid,
+    ) -> StoreResult<Vec<u64>>;
+    /// Gives chunks of the source new vectors of another model, in one transaction (texts,
+    /// ids and documents are kept); `vectors` pairs chunk ids with their new vector.
+    async fn reembed_chunks(
+        &self,
+        company_id: Uuid,
+        source_id: Uuid,
+        embedding: &EmbeddingInfo<'_>,
+        vectors: &[(Uuid, Vec<f32>)],
     ) -> StoreResult<()>;
-    /// Every chunk of the source, in document order.
+    /// Every chunk of the source, document by document, in document order.
     async fn source_chunks(&self, company_id: Uuid, source_id: Uuid) -> StoreResult<Vec<Chunk>>;
     /// The chunks with these vector ids.
     async fn chunks_by_vec_ids(
@@ -271,6 +387,61 @@ fn fts_term(t: &str) -> String {
         .to_owned()
 }
 
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
+
+/// Touches the source row (the first write of a transaction on a source's documents, so
+/// writers of one source queue on its row); returns the rows updated (0: no such source).
+async fn touch_source(tx: &mut Tx<'_>, company: &str, source: &str, at: &str) -> StoreResult<u64> {
+    Ok(sqlx::query(
+        "UPDATE knowledge_sources SET updated_at = $1 WHERE company_id = $2 AND id = $3",
+    )
+    .bind(at)
+    .bind(company)
+    .bind(source)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected())
+}
+
+/// Rewrites the source's aggregates from its documents (see `refresh_source!`).
+async fn refresh_source(tx: &mut Tx<'_>, company: &str, source: &str, at: &str) -> StoreResult<()> {
+    sqlx::query(refresh_source!())
+        .bind(company)
+        .bind(source)
+        .bind(at)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Deletes one document's chunks; returns their vector ids (for the embedded index).
+async fn remove_document_chunks(
+    tx: &mut Tx<'_>,
+    company: &str,
+    source: &str,
+    document: &str,
+) -> StoreResult<Vec<u64>> {
+    let ids: Vec<i64> = sqlx::query_scalar(concat!(
+        "SELECT vec_id FROM knowledge_chunks WHERE company_id = $1 AND source_id = $2",
+        " AND document_id = $3"
+    ))
+    .bind(company)
+    .bind(source)
+    .bind(document)
+    .fetch_all(&mut **tx)
+    .await?;
+    sqlx::query(concat!(
+        "DELETE FROM knowledge_chunks WHERE company_id = $1 AND source_id = $2",
+        " AND document_id = $3"
+    ))
+    .bind(company)
+    .bind(source)
+    .bind(document)
+    .execute(&mut **tx)
+    .await?;
+    Ok(ids.into_iter().map(|i| i.max(0) as u64).collect())
+}
+
 #[derive(sqlx::FromRow)]
 struct ScoredChunkRow {
     #[sqlx(flatten)]
@@ -298,6 +469,7 @@ impl KnowledgeStore for SqlStore {
             model_id: None,
             dimension: None,
             chunk_count: 0,
+            document_count: 0,
             error: None,
             origin: None,
             agent_id,
@@ -381,6 +553,11 @@ impl KnowledgeStore for SqlStore {
             .bind(source_id.to_string())
             .execute(&mut *tx)
             .await?;
+        sqlx::query("DELETE FROM knowledge_documents WHERE company_id = $1 AND source_id = $2")
+            .bind(company_id.to_string())
+            .bind(source_id.to_string())
+            .execute(&mut *tx)
+            .await?;
         let done = sqlx::query("DELETE FROM knowledge_sources WHERE company_id = $1 AND id = $2")
             .bind(company_id.to_string())
             .bind(source_id.to_string())
@@ -395,49 +572,136 @@ impl KnowledgeStore for SqlStore {
         Ok(())
     }
 
-    async fn set_source_status(
+    async fn list_documents(
         &self,
         company_id: Uuid,
         source_id: Uuid,
-        status: SourceStatus,
-        error: Option<&str>,
-    ) -> StoreResult<()> {
-        let done = sqlx::query(concat!(
-            "UPDATE knowledge_sources SET status = $1, error = $2, updated_at = $3",
-            " WHERE company_id = $4 AND id = $5"
-        ))
-        .bind(status.as_str())
-        .bind(error)
-        .bind(fmt_ts(now()))
-        .bind(company_id.to_string())
-        .bind(source_id.to_string())
-        .execute(self.pool())
-        .await?;
-        one_row(done)
+        limit: i64,
+        offset: i64,
+    ) -> StoreResult<Page<Document>> {
+        self.scoped_page::<DocumentRow, Document>(
+            "SELECT COUNT(*) FROM knowledge_documents WHERE company_id = $1 AND source_id = $2",
+            concat!(
+                "SELECT ",
+                document_columns!(),
+                " FROM knowledge_documents WHERE company_id = $1 AND source_id = $2",
+                " ORDER BY created_at, id LIMIT $3 OFFSET $4"
+            ),
+            company_id,
+            source_id,
+            limit,
+            offset,
+        )
+        .await
     }
 
-    async fn replace_chunks(
+    async fn document_by_name(
         &self,
         company_id: Uuid,
         source_id: Uuid,
-        origin: Option<&str>,
-        embedding: &EmbeddingInfo<'_>,
-        chunks: &[NewChunk],
+        name: &str,
+    ) -> StoreResult<Option<Document>> {
+        sqlx::query_as::<_, DocumentRow>(concat!(
+            "SELECT ",
+            document_columns!(),
+            " FROM knowledge_documents WHERE company_id = $1 AND source_id = $2 AND name = $3"
+        ))
+        .bind(company_id.to_string())
+        .bind(source_id.to_string())
+        .bind(name)
+        .fetch_optional(self.pool())
+        .await?
+        .map(Document::try_from)
+        .transpose()
+    }
+
+    async fn begin_document(
+        &self,
+        company_id: Uuid,
+        source_id: Uuid,
+        name: &str,
+        kind: SourceKind,
+    ) -> StoreResult<Document> {
+        let at = fmt_ts(now());
+        let company = company_id.to_string();
+        let source = source_id.to_string();
+        let mut tx = self.pool().begin().await?;
+        // The source row first: it must exist, and it serialises writers of the source.
+        if touch_source(&mut tx, &company, &source, &at).await? != 1 {
+            tx.rollback().await?;
+            return Err(StoreError::NotFound);
+        }
+        let row = sqlx::query_as::<_, DocumentRow>(concat!(
+            "INSERT INTO knowledge_documents (id, company_id, source_id, name, kind, status,",
+            " chunk_count, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'processing', 0, $6, $6)",
+            " ON CONFLICT (company_id, source_id, name) DO UPDATE SET status = 'processing',",
+            " kind = excluded.kind, updated_at = excluded.updated_at RETURNING ",
+            document_columns!()
+        ))
+        .bind(new_id().to_string())
+        .bind(&company)
+        .bind(&source)
+        .bind(name)
+        .bind(kind.as_str())
+        .bind(&at)
+        .fetch_one(&mut *tx)
+        .await?;
+        refresh_source(&mut tx, &company, &source, &at).await?;
+        tx.commit().await?;
+        Document::try_from(row)
+    }
+
+    async fn fail_document(
+        &self,
+        company_id: Uuid,
+        source_id: Uuid,
+        document_id: Uuid,
+        error: &str,
     ) -> StoreResult<()> {
         let at = fmt_ts(now());
         let company = company_id.to_string();
         let source = source_id.to_string();
         let mut tx = self.pool().begin().await?;
-        // The source row first: it serialises concurrent replacements of the same source.
         let done = sqlx::query(concat!(
-            "UPDATE knowledge_sources SET status = 'completed', error = NULL, embedding_model = $1,",
-            " model_id = $2, dimension = $3, chunk_count = $4, origin = COALESCE($5, origin),",
-            " updated_at = $6 WHERE company_id = $7 AND id = $8"
+            "UPDATE knowledge_documents SET status = 'failed', error = $1, updated_at = $2",
+            " WHERE company_id = $3 AND source_id = $4 AND id = $5"
+        ))
+        .bind(error)
+        .bind(&at)
+        .bind(&company)
+        .bind(&source)
+        .bind(document_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        one_row(done)?;
+        refresh_source(&mut tx, &company, &source, &at).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn replace_document_chunks(
+        &self,
+        company_id: Uuid,
+        source_id: Uuid,
+        document_id: Uuid,
+        origin: Option<&str>,
+        bytes: i64,
+        embedding: &EmbeddingInfo<'_>,
+        chunks: &[NewChunk],
+    ) -> StoreResult<Vec<u64>> {
+        let at = fmt_ts(now());
+        let company = company_id.to_string();
+        let source = source_id.to_string();
+        let document = document_id.to_string();
+        let mut tx = self.pool().begin().await?;
+        // The source row first: it serialises concurrent writers of the same source.
+        let done = sqlx::query(concat!(
+            "UPDATE knowledge_sources SET embedding_model = $1, model_id = $2, dimension = $3,",
+            " origin = COALESCE($4, origin), updated_at = $5 WHERE company_id = $6 AND id = $7"
         ))
         .bind(embedding.model_name)
         .bind(embedding.model_id)
         .bind(embedding.dimension as i64)
-        .bind(chunks.len() as i64)
         .bind(origin)
         .bind(&at)
         .bind(&company)
@@ -445,15 +709,24 @@ impl KnowledgeStore for SqlStore {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        if done != 1 {
+        let updated = sqlx::query(concat!(
+            "UPDATE knowledge_documents SET status = 'completed', error = NULL, chunk_count = $1,",
+            " bytes = $2, updated_at = $3 WHERE company_id = $4 AND source_id = $5 AND id = $6"
+        ))
+        .bind(chunks.len() as i64)
+        .bind(bytes)
+        .bind(&at)
+        .bind(&company)
+        .bind(&source)
+        .bind(&document)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if done != 1 || updated != 1 {
             tx.rollback().await?;
             return Err(StoreError::NotFound);
         }
-        sqlx::query("DELETE FROM knowledge_chunks WHERE company_id = $1 AND source_id = $2")
-            .bind(&company)
-            .bind(&source)
-            .execute(&mut *tx)
-            .await?;
+        let removed = remove_document_chunks(&mut tx, &company, &source, &document).await?;
         for c in chunks {
             if c.vector.len() != embedding.dimension {
                 return Err(StoreError::Corrupt(format!(
@@ -467,14 +740,14 @@ impl KnowledgeStore for SqlStore {
             let query = match self.backend() {
                 Backend::Sqlite => sqlx::query(concat!(
                     "INSERT INTO knowledge_chunks (id, company_id, source_id, vec_id, seq, content,",
-                    " heading_path, page, locator, token_count, model_id, dimension, vector, created_at)",
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+                    " heading_path, page, locator, token_count, model_id, dimension, vector, created_at,",
+                    " document_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
                 )),
                 Backend::Postgres => sqlx::query(concat!(
                     "INSERT INTO knowledge_chunks (id, company_id, source_id, vec_id, seq, content,",
                     " heading_path, page, locator, token_count, model_id, dimension, vector, created_at,",
-                    " embedding) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,",
-                    " CAST($15 AS vector))"
+                    " document_id, embedding) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,",
+                    " $13, $14, $15, CAST($16 AS vector))"
                 )),
             };
             let mut query = query
@@ -491,9 +764,113 @@ impl KnowledgeStore for SqlStore {
                 .bind(embedding.model_id)
                 .bind(embedding.dimension as i64)
                 .bind(encode_vector(&c.vector))
-                .bind(&at);
+                .bind(&at)
+                .bind(&document);
             if self.backend() == Backend::Postgres {
                 query = query.bind(pgvector_text(&c.vector));
+            }
+            query.execute(&mut *tx).await?;
+        }
+        refresh_source(&mut tx, &company, &source, &at).await?;
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    async fn delete_document(
+        &self,
+        company_id: Uuid,
+        source_id: Uuid,
+        document_id: Uuid,
+    ) -> StoreResult<Vec<u64>> {
+        let at = fmt_ts(now());
+        let company = company_id.to_string();
+        let source = source_id.to_string();
+        let document = document_id.to_string();
+        let mut tx = self.pool().begin().await?;
+        let found = touch_source(&mut tx, &company, &source, &at).await?;
+        let deleted = sqlx::query(
+            "DELETE FROM knowledge_documents WHERE company_id = $1 AND source_id = $2 AND id = $3",
+        )
+        .bind(&company)
+        .bind(&source)
+        .bind(&document)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if found != 1 || deleted != 1 {
+            tx.rollback().await?;
+            return Err(StoreError::NotFound);
+        }
+        let removed = remove_document_chunks(&mut tx, &company, &source, &document).await?;
+        refresh_source(&mut tx, &company, &source, &at).await?;
+        // A source left without chunks has no model: its next document may choose any.
+        sqlx::query(concat!(
+            "UPDATE knowledge_sources SET embedding_model = NULL, model_id = NULL, dimension = NULL",
+            " WHERE company_id = $1 AND id = $2 AND chunk_count = 0"
+        ))
+        .bind(&company)
+        .bind(&source)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    async fn reembed_chunks(
+        &self,
+        company_id: Uuid,
+        source_id: Uuid,
+        embedding: &EmbeddingInfo<'_>,
+        vectors: &[(Uuid, Vec<f32>)],
+    ) -> StoreResult<()> {
+        let at = fmt_ts(now());
+        let company = company_id.to_string();
+        let source = source_id.to_string();
+        let mut tx = self.pool().begin().await?;
+        let done = sqlx::query(concat!(
+            "UPDATE knowledge_sources SET embedding_model = $1, model_id = $2, dimension = $3,",
+            " updated_at = $4 WHERE company_id = $5 AND id = $6"
+        ))
+        .bind(embedding.model_name)
+        .bind(embedding.model_id)
+        .bind(embedding.dimension as i64)
+        .bind(&at)
+        .bind(&company)
+        .bind(&source)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if done != 1 {
+            tx.rollback().await?;
+            return Err(StoreError::NotFound);
+        }
+        for (chunk_id, vector) in vectors {
+            if vector.len() != embedding.dimension {
+                return Err(StoreError::Corrupt(format!(
+                    "chunk vector of dimension {} for a {}-dimensional model",
+                    vector.len(),
+                    embedding.dimension
+                )));
+            }
+            let query = match self.backend() {
+                Backend::Sqlite => sqlx::query(concat!(
+                    "UPDATE knowledge_chunks SET model_id = $1, dimension = $2, vector = $3",
+                    " WHERE company_id = $4 AND source_id = $5 AND id = $6"
+                )),
+                Backend::Postgres => sqlx::query(concat!(
+                    "UPDATE knowledge_chunks SET model_id = $1, dimension = $2, vector = $3,",
+                    " embedding = CAST($7 AS vector) WHERE company_id = $4 AND source_id = $5 AND id = $6"
+                )),
+            };
+            let mut query = query
+                .bind(embedding.model_id)
+                .bind(embedding.dimension as i64)
+                .bind(encode_vector(vector))
+                .bind(&company)
+                .bind(&source)
+                .bind(chunk_id.to_string());
+            if self.backend() == Backend::Postgres {
+                query = query.bind(pgvector_text(vector));
             }
             query.execute(&mut *tx).await?;
         }
@@ -505,7 +882,8 @@ impl KnowledgeStore for SqlStore {
         sqlx::query_as::<_, ChunkRow>(concat!(
             "SELECT ",
             chunk_columns!(),
-            " FROM knowledge_chunks WHERE company_id = $1 AND source_id = $2 ORDER BY seq"
+            " FROM knowledge_chunks WHERE company_id = $1 AND source_id = $2",
+            " ORDER BY document_id, seq"
         ))
         .bind(company_id.to_string())
         .bind(source_id.to_string())

@@ -1,6 +1,7 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
+use super::knowledge::{decode_vector, encode_vector};
 use super::{SqlStore, StoreResult, fmt_ts, new_id, now, one_row, parse_id};
 
 /// A durable fact about a customer.
@@ -11,6 +12,8 @@ pub struct Fact {
     pub category: String,
     pub confidence: f64,
     pub agent_id: Option<Uuid>,
+    /// The embedder's model id and the fact's vector (`None`: saved without one).
+    pub embedding: Option<(String, Vec<f32>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -21,6 +24,7 @@ pub struct NewFact {
     pub category: String,
     pub confidence: f64,
     pub source: String,
+    pub embedding: Option<(String, Vec<f32>)>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -30,6 +34,8 @@ struct FactRow {
     category: String,
     confidence: f64,
     agent_id: Option<String>,
+    model_id: Option<String>,
+    vector: Option<Vec<u8>>,
 }
 
 impl FactRow {
@@ -40,6 +46,10 @@ impl FactRow {
             category: self.category,
             confidence: self.confidence,
             agent_id: self.agent_id.as_deref().map(parse_id).transpose()?,
+            embedding: match (self.model_id, self.vector) {
+                (Some(m), Some(v)) => Some((m, decode_vector(&v)?)),
+                _ => None,
+            },
         })
     }
 }
@@ -78,8 +88,8 @@ impl MemoryStore for SqlStore {
     async fn save_fact(&self, company_id: Uuid, f: &NewFact) -> StoreResult<Uuid> {
         let id = new_id();
         sqlx::query(
-            "INSERT INTO memory_facts (id, company_id, customer_id, agent_id, fact, category, confidence, source, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO memory_facts (id, company_id, customer_id, agent_id, fact, category, confidence, source, created_at, \
+             model_id, vector) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(id.to_string())
         .bind(company_id.to_string())
@@ -90,6 +100,8 @@ impl MemoryStore for SqlStore {
         .bind(f.confidence)
         .bind(&f.source)
         .bind(fmt_ts(now()))
+        .bind(f.embedding.as_ref().map(|(m, _)| m.as_str()))
+        .bind(f.embedding.as_ref().map(|(_, v)| encode_vector(v)))
         .execute(self.pool())
         .await?;
         Ok(id)
@@ -104,7 +116,7 @@ impl MemoryStore for SqlStore {
     ) -> StoreResult<Vec<Fact>> {
         let agent = agent_id.map(|a| a.to_string()).unwrap_or_default();
         sqlx::query_as::<_, FactRow>(
-            "SELECT id, fact, category, confidence, agent_id FROM memory_facts \
+            "SELECT id, fact, category, confidence, agent_id, model_id, vector FROM memory_facts \
              WHERE company_id = $1 AND customer_id = $2 AND (agent_id IS NULL OR agent_id = $3) \
              ORDER BY created_at DESC, id DESC LIMIT $4",
         )
@@ -126,7 +138,7 @@ impl MemoryStore for SqlStore {
         limit: i64,
     ) -> StoreResult<Vec<Fact>> {
         sqlx::query_as::<_, FactRow>(
-            "SELECT id, fact, category, confidence, agent_id FROM memory_facts \
+            "SELECT id, fact, category, confidence, agent_id, model_id, vector FROM memory_facts \
              WHERE company_id = $1 AND customer_id = $2 ORDER BY created_at DESC, id DESC LIMIT $3",
         )
         .bind(company_id.to_string())

@@ -30,7 +30,7 @@ use uuid::Uuid;
 pub use actions::ActionStore;
 pub use agents::AgentStore;
 pub use api_keys::{ApiKey, ApiKeyStore, NewApiKey};
-pub use cache::{CacheEntry, CacheStore};
+pub use cache::{CacheEntry, CacheStore, NewCacheEntry, Removed};
 pub use companies::{Company, CompanyStore};
 pub use connections::{Connection, ConnectionStore};
 pub use conversations::{CallCost, ConversationStore, StoredMessage, Turn};

@@ -693,6 +693,7 @@ async fn repeated_questions_are_served_from_the_cache(b: Backend) {
         .save_fact(
             company,
             &cortex::store::NewFact {
+                embedding: None,
                 customer_id: "cust_1".into(),
                 agent_id: None,
                 fact: "Lives in Alexandria".into(),

@@ -51,7 +51,7 @@ fn unix_now() -> u64 {
 }
 
 /// A fresh PostgreSQL schema for one test; schemas left by runs over an hour old are dropped.
-async fn fresh_postgres_schema() -> String {
+pub async fn fresh_postgres_schema() -> String {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let base = postgres_base_url();
     let pool = sqlx::postgres::PgPoolOptions::new()

@@ -28,6 +28,9 @@ on_every_backend!(
     local_embedder_end_to_end,
     recall_at_5_per_embedder,
     uploads_over_the_limit_are_413,
+    sources_hold_many_documents,
+    a_failed_document_fails_the_source_until_replaced_or_deleted,
+    old_sources_migrate_to_one_document_each,
 );
 
 fn fixture_path(name: &str) -> PathBuf {
@@ -41,7 +44,7 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 /// The all-MiniLM-L6-v2 directory, or `None` when local-embedder tests are explicitly skipped.
-fn minilm_dir() -> Option<String> {
+pub(crate) fn minilm_dir() -> Option<String> {
     match std::env::var("CORTEX_TEST_MINILM_DIR") {
         Ok(dir) if !dir.is_empty() => Some(dir),
         _ if std::env::var("CORTEX_SKIP_LOCAL_EMBED").as_deref() == Ok("1") => None,
@@ -549,11 +552,25 @@ async fn failed_conversion_keeps_the_previous_chunks(b: Backend) {
     assert_eq!(k.chunk_rows(&source).await, created as i64);
     let hits = k.search(&[&source], "aurora keyword", 3).await;
     assert!(contents(&hits).contains("aurora"));
-    // The server is fine and the next good ingestion clears the failure.
+    // The server is fine: the next good ingestion works; the failed document keeps the
+    // source failed until it is deleted (or replaced).
     let r = k
         .upload(&source, "guide.txt", &fixture("guide.txt"), None)
         .await;
     assert_completed(&r, &source);
+    assert_eq!(k.get_source(&source).await["status"], "failed");
+    let broken = &k.document_map(&source).await["broken.pdf"];
+    let r = k
+        .app
+        .delete(
+            &format!(
+                "/v1/knowledge/sources/{source}/documents/{}",
+                broken["id"].as_str().unwrap()
+            ),
+            &k.s,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
     let got = k.get_source(&source).await;
     assert_eq!(got["status"], "completed");
     assert_eq!(got["error"], Value::Null);
@@ -1160,7 +1177,7 @@ async fn chat_stage_03_retrieves_ingested_chunks(b: Backend) {
     assert!(!system.contains("borealis"), "{system}");
 }
 
-fn local_config(c: &mut cortex::config::Config, dir: &str) {
+pub(crate) fn local_config(c: &mut cortex::config::Config, dir: &str) {
     c.embeddings = serde_json::from_value(json!({
         "models": {"local": {"kind": "local", "path": dir, "model_name": "all-MiniLM-L6-v2"}}
     }))
@@ -1440,4 +1457,454 @@ async fn pgvector_hnsw_path_agrees_with_exact_search() {
         plan.iter().any(|l| l.contains("knowledge_chunks_hnsw_384")),
         "{plan:#?}"
     );
+}
+
+impl Kb {
+    async fn documents(&self, source: &str, query: &str) -> Resp {
+        self.app
+            .get(
+                &format!("/v1/knowledge/sources/{source}/documents{query}"),
+                &self.s,
+            )
+            .await
+    }
+
+    /// The source's documents by name.
+    async fn document_map(&self, source: &str) -> std::collections::BTreeMap<String, Value> {
+        let r = self.documents(source, "").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body["documents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| (d["name"].as_str().unwrap().to_owned(), d.clone()))
+            .collect()
+    }
+
+    /// Whether a search of the source finds `word` in some chunk.
+    async fn finds(&self, source: &str, word: &str) -> bool {
+        self.search(&[source], word, 10)
+            .await
+            .iter()
+            .any(|h| h["content"].as_str().unwrap().contains(word))
+    }
+}
+
+const POLICY_V1: &str =
+    "# Returns policy\n\nItems can be returned within 30 days. Ask for the zephyrine form.\n";
+const POLICY_V2: &str =
+    "# Returns policy\n\nItems can be returned within 60 days. Ask for the marmalite form.\n";
+const PAGE: &str = "<html><head><title>Shipping</title></head><body><main><h1>Shipping</h1>\
+    <p>Parcels travel by quokkaflight to every city within two days of the order.</p></main></body></html>";
+
+async fn sources_hold_many_documents(b: Backend) {
+    let k = kb(b).await;
+    let source = k.source("Handbook").await;
+    let company = Uuid::parse_str(&k.company).unwrap();
+    let source_id = Uuid::parse_str(&source).unwrap();
+    let pdf = fixture("guide.pdf");
+    let mut ids = std::collections::BTreeMap::new();
+    for (name, bytes) in [
+        ("policy.md", POLICY_V1.as_bytes()),
+        ("page.html", PAGE.as_bytes()),
+        ("manual.pdf", pdf.as_slice()),
+    ] {
+        let r = k.upload(&source, name, bytes, None).await;
+        assert_completed(&r, &source);
+        ids.insert(name, r.body["document_id"].as_str().unwrap().to_owned());
+    }
+    // Three documents, none replacing another: each is searchable.
+    let docs = k.document_map(&source).await;
+    assert_eq!(
+        docs.keys().map(String::as_str).collect::<Vec<_>>(),
+        vec!["manual.pdf", "page.html", "policy.md"]
+    );
+    let mut total = 0;
+    for (name, d) in &docs {
+        assert_eq!(d["id"].as_str(), Some(ids[name.as_str()].as_str()));
+        assert_eq!(d["kind"], "file");
+        assert_eq!(d["status"], "completed");
+        assert_eq!(d["error"], Value::Null);
+        assert!(d["chunk_count"].as_i64().unwrap() > 0, "{d}");
+        total += d["chunk_count"].as_i64().unwrap();
+    }
+    assert_eq!(
+        docs["policy.md"]["bytes"].as_u64(),
+        Some(POLICY_V1.len() as u64)
+    );
+    assert_eq!(docs["manual.pdf"]["bytes"].as_u64(), Some(pdf.len() as u64));
+    let got = k.get_source(&source).await;
+    assert_eq!(got["status"], "completed");
+    assert_eq!(got["document_count"], 3);
+    assert_eq!(got["chunk_count"].as_i64(), Some(total));
+    assert_eq!(k.chunk_rows(&source).await, total);
+    if b == Backend::Sqlite {
+        assert_eq!(
+            k.app.state.knowledge.index_len(company, source_id),
+            Some(total as usize)
+        );
+    }
+    for word in ["zephyrine", "quokkaflight", "aurora"] {
+        assert!(k.finds(&source, word).await, "{word} not found");
+    }
+    let hit = &k.search(&[&source], "quokkaflight", 1).await[0];
+    assert_eq!(hit["document_id"].as_str(), Some(ids["page.html"].as_str()));
+    // Pages of documents.
+    let r = k.documents(&source, "?limit=2&offset=0").await;
+    assert_eq!(r.body["documents"].as_array().unwrap().len(), 2);
+    assert_eq!(r.body["pagination"]["total"], 3);
+    let r = k.documents(&source, "?limit=2&offset=2").await;
+    assert_eq!(r.body["documents"].as_array().unwrap().len(), 1);
+
+    // The same name replaces that document only: same id, new content, the others untouched.
+    let r = k
+        .upload(&source, "policy.md", POLICY_V2.as_bytes(), None)
+        .await;
+    assert_completed(&r, &source);
+    assert_eq!(
+        r.body["document_id"].as_str(),
+        Some(ids["policy.md"].as_str())
+    );
+    let docs = k.document_map(&source).await;
+    assert_eq!(docs.len(), 3);
+    assert_eq!(
+        docs["policy.md"]["bytes"].as_u64(),
+        Some(POLICY_V2.len() as u64)
+    );
+    assert!(k.finds(&source, "marmalite").await);
+    assert!(!k.finds(&source, "zephyrine").await);
+    assert!(k.finds(&source, "quokkaflight").await);
+    assert!(k.finds(&source, "aurora").await);
+
+    // A document added with another model is refused while others hold chunks.
+    let r = k
+        .upload(
+            &source,
+            "extra.md",
+            b"# Extra\n\nMore text.\n",
+            Some("nonexistent"),
+        )
+        .await;
+    r.assert_error(400, "BAD_REQUEST");
+    assert_eq!(k.document_map(&source).await.len(), 3);
+
+    // Deleting one document: its chunks and vectors go, the rest stay searchable.
+    let manual_chunks = docs["manual.pdf"]["chunk_count"].as_i64().unwrap();
+    let before = k.get_source(&source).await["chunk_count"].as_i64().unwrap();
+    let r = k
+        .app
+        .delete(
+            &format!(
+                "/v1/knowledge/sources/{source}/documents/{}",
+                ids["manual.pdf"]
+            ),
+            &k.s,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["deleted"], true);
+    let got = k.get_source(&source).await;
+    assert_eq!(got["document_count"], 2);
+    assert_eq!(got["chunk_count"].as_i64(), Some(before - manual_chunks));
+    assert_eq!(k.chunk_rows(&source).await, before - manual_chunks);
+    if b == Backend::Sqlite {
+        assert_eq!(
+            k.app.state.knowledge.index_len(company, source_id),
+            Some((before - manual_chunks) as usize)
+        );
+    }
+    assert!(!k.finds(&source, "aurora").await);
+    assert!(k.finds(&source, "marmalite").await);
+    assert!(k.finds(&source, "quokkaflight").await);
+    // Gone is gone; another source's or another company's documents are not found.
+    k.app
+        .delete(
+            &format!(
+                "/v1/knowledge/sources/{source}/documents/{}",
+                ids["manual.pdf"]
+            ),
+            &k.s,
+        )
+        .await
+        .assert_error(404, "NOT_FOUND");
+    let other_source = k.source("Other").await;
+    k.app
+        .delete(
+            &format!(
+                "/v1/knowledge/sources/{other_source}/documents/{}",
+                ids["page.html"]
+            ),
+            &k.s,
+        )
+        .await
+        .assert_error(404, "NOT_FOUND");
+    let (_, stranger) = k.app.other_company().await;
+    let missing = k
+        .app
+        .get(
+            &format!("/v1/knowledge/sources/{}/documents", Uuid::new_v4()),
+            &stranger,
+        )
+        .await;
+    let theirs = k
+        .app
+        .get(
+            &format!("/v1/knowledge/sources/{source}/documents"),
+            &stranger,
+        )
+        .await;
+    assert_eq!(theirs.status, 404);
+    assert_eq!(theirs.body, missing.body);
+    k.app
+        .delete(
+            &format!(
+                "/v1/knowledge/sources/{source}/documents/{}",
+                ids["page.html"]
+            ),
+            &stranger,
+        )
+        .await
+        .assert_error(404, "NOT_FOUND");
+    assert!(k.finds(&source, "quokkaflight").await);
+
+    // Deleting every document leaves an empty source that takes any model again.
+    for name in ["policy.md", "page.html"] {
+        let r = k
+            .app
+            .delete(
+                &format!("/v1/knowledge/sources/{source}/documents/{}", ids[name]),
+                &k.s,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let got = k.get_source(&source).await;
+    assert_eq!(got["status"], "pending");
+    assert_eq!(got["chunk_count"], 0);
+    assert_eq!(got["model_id"], Value::Null);
+    assert_eq!(k.chunk_rows(&source).await, 0);
+}
+
+async fn a_failed_document_fails_the_source_until_replaced_or_deleted(b: Backend) {
+    let k = kb(b).await;
+    let source = k.source("s").await;
+    let pdf = fixture("guide.pdf");
+    assert_completed(&k.upload(&source, "manual.pdf", &pdf, None).await, &source);
+    let page = k.upload(&source, "page.html", PAGE.as_bytes(), None).await;
+    assert_completed(&page, &source);
+    let chunks = k.get_source(&source).await["chunk_count"].as_i64().unwrap();
+    // A broken replacement of manual.pdf: that document fails and keeps its chunks.
+    let mut corrupt = b"%PDF-1.7\n1 0 obj << /Type /Catalog /Pages 2 0 R >>\n".to_vec();
+    corrupt.extend(std::iter::repeat_n(0xA5u8, 4096));
+    k.upload(&source, "manual.pdf", &corrupt, None)
+        .await
+        .assert_error(500, "INTERNAL_ERROR");
+    let docs = k.document_map(&source).await;
+    assert_eq!(docs["manual.pdf"]["status"], "failed");
+    assert!(
+        docs["manual.pdf"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("manual.pdf")
+    );
+    assert_eq!(docs["page.html"]["status"], "completed");
+    let got = k.get_source(&source).await;
+    assert_eq!(got["status"], "failed");
+    assert!(got["error"].as_str().unwrap().contains("manual.pdf"));
+    assert_eq!(got["chunk_count"].as_i64(), Some(chunks));
+    assert!(k.finds(&source, "aurora").await);
+    // A good version of it clears the failure.
+    assert_completed(&k.upload(&source, "manual.pdf", &pdf, None).await, &source);
+    let got = k.get_source(&source).await;
+    assert_eq!(got["status"], "completed");
+    assert_eq!(got["error"], Value::Null);
+    // A new document that fails is listed as failed until it is deleted.
+    k.upload(&source, "broken.pdf", &corrupt, None)
+        .await
+        .assert_error(500, "INTERNAL_ERROR");
+    let docs = k.document_map(&source).await;
+    assert_eq!(docs["broken.pdf"]["status"], "failed");
+    assert_eq!(docs["broken.pdf"]["chunk_count"], 0);
+    assert_eq!(k.get_source(&source).await["status"], "failed");
+    let r = k
+        .app
+        .delete(
+            &format!(
+                "/v1/knowledge/sources/{source}/documents/{}",
+                docs["broken.pdf"]["id"].as_str().unwrap()
+            ),
+            &k.s,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(k.get_source(&source).await["status"], "completed");
+    // Re-embedding covers every document.
+    let r = k
+        .app
+        .post("/v1/knowledge/reembed", &k.s, json!({"source_id": source}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["chunks_embedded"].as_i64(), Some(chunks));
+    assert!(k.finds(&source, "aurora").await);
+    assert!(k.finds(&source, "quokkaflight").await);
+    assert_eq!(k.document_map(&source).await.len(), 2);
+}
+
+/// A database made before sources held several documents: migrated, each source becomes a
+/// source with one document that a new ingestion of the same name replaces.
+async fn old_sources_migrate_to_one_document_each(b: Backend) {
+    let url = match b {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap().keep();
+            format!("sqlite://{}?mode=rwc", dir.join("old.db").display())
+        }
+        Backend::Postgres => crate::helpers::fresh_postgres_schema().await,
+    };
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(match b {
+        Backend::Sqlite => "migrations/sqlite",
+        Backend::Postgres => "migrations/postgres",
+    });
+    let mut old = sqlx::migrate::Migrator::new(dir).await.unwrap();
+    old.migrations = old
+        .migrations
+        .iter()
+        .filter(|m| m.version < 9)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    old.run(&pool).await.unwrap();
+    let company = Uuid::new_v4().to_string();
+    let source = Uuid::new_v4().to_string();
+    let pending = Uuid::new_v4().to_string();
+    let at = "2026-01-01T00:00:00.000000Z";
+    sqlx::query(
+        "INSERT INTO companies (id, name, plan, created_at) VALUES ($1, 'Old', 'free', $2)",
+    )
+    .bind(&company)
+    .bind(at)
+    .execute(&pool)
+    .await
+    .unwrap();
+    for (id, status, chunks, origin) in [
+        (&source, "completed", 2i64, Some("policy.md")),
+        (&pending, "pending", 0, None),
+    ] {
+        sqlx::query(concat!(
+            "INSERT INTO knowledge_sources (id, company_id, name, kind, status, embedding_model,",
+            " model_id, dimension, chunk_count, origin, created_at, updated_at)",
+            " VALUES ($1, $2, 'Old', 'file', $3, 'hash', 'hash-384', 384, $4, $5, $6, $6)"
+        ))
+        .bind(id)
+        .bind(&company)
+        .bind(status)
+        .bind(chunks)
+        .bind(origin)
+        .bind(at)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let embedder = cortex_embed::HashEmbedder::new(384).unwrap();
+    for (seq, text) in [
+        "Items can be returned within 30 days.",
+        "Ask for the zephyrine form.",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let vector = cortex_embed::Embedder::embed(&embedder, &[text.to_owned()])
+            .await
+            .unwrap()
+            .remove(0);
+        let sql = match b {
+            Backend::Sqlite => concat!(
+                "INSERT INTO knowledge_chunks (id, company_id, source_id, vec_id, seq, content,",
+                " heading_path, token_count, model_id, dimension, vector, created_at)",
+                " VALUES ($1, $2, $3, $4, $5, $6, '[]', 8, 'hash-384', 384, $7, $8)"
+            ),
+            Backend::Postgres => concat!(
+                "INSERT INTO knowledge_chunks (id, company_id, source_id, vec_id, seq, content,",
+                " heading_path, token_count, model_id, dimension, vector, created_at, embedding)",
+                " VALUES ($1, $2, $3, $4, $5, $6, '[]', 8, 'hash-384', 384, $7, $8, CAST($9 AS vector))"
+            ),
+        };
+        let mut q = sqlx::query(sql)
+            .bind(Uuid::new_v4().to_string())
+            .bind(&company)
+            .bind(&source)
+            .bind(seq as i64 + 1)
+            .bind(seq as i64)
+            .bind(text)
+            .bind(cortex::store::encode_vector(&vector))
+            .bind(at);
+        if b == Backend::Postgres {
+            let text: Vec<String> = vector.iter().map(|x| x.to_string()).collect();
+            q = q.bind(format!("[{}]", text.join(",")));
+        }
+        q.execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+
+    // The server migrates the database at start-up.
+    let app = spawn_app_with(b, |c| c.database_url = Some(url.clone())).await;
+    let store = &app.state.store;
+    let company = Uuid::parse_str(&company).unwrap();
+    let source = Uuid::parse_str(&source).unwrap();
+    let docs = store.list_documents(company, source, 10, 0).await.unwrap();
+    assert_eq!(docs.total, 1);
+    let doc = &docs.items[0];
+    assert_eq!(doc.name, "policy.md");
+    assert_eq!(doc.chunk_count, 2);
+    assert_eq!(doc.bytes, None);
+    let migrated = store.get_source(company, source).await.unwrap().unwrap();
+    assert_eq!(migrated.document_count, 1);
+    assert_eq!(migrated.chunk_count, 2);
+    let chunks = store.source_chunks(company, source).await.unwrap();
+    assert!(chunks.iter().all(|c| c.document_id == Some(doc.id)));
+    let pending = Uuid::parse_str(&pending).unwrap();
+    assert_eq!(
+        store
+            .list_documents(company, pending, 10, 0)
+            .await
+            .unwrap()
+            .total,
+        0
+    );
+    // Still searchable, and a new ingestion of the same name replaces the migrated document.
+    let hits = app
+        .state
+        .knowledge
+        .search(store, company, &[migrated], "zephyrine", 3)
+        .await
+        .unwrap();
+    assert!(hits.iter().any(|h| h.content.contains("zephyrine")));
+    let done = app
+        .state
+        .knowledge
+        .ingest_bytes(
+            store,
+            company,
+            source,
+            "policy.md",
+            POLICY_V2.as_bytes(),
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.document_id, doc.id);
+    let after = store.list_documents(company, source, 10, 0).await.unwrap();
+    assert_eq!(after.total, 1);
+    assert_eq!(after.items[0].bytes, Some(POLICY_V2.len() as i64));
+    let source_row = store.get_source(company, source).await.unwrap().unwrap();
+    let hits = app
+        .state
+        .knowledge
+        .search(store, company, &[source_row], "zephyrine marmalite", 5)
+        .await
+        .unwrap();
+    assert!(hits.iter().all(|h| !h.content.contains("zephyrine")));
+    assert!(hits.iter().any(|h| h.content.contains("marmalite")));
 }

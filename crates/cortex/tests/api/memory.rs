@@ -13,6 +13,7 @@ on_every_backend!(
     the_model_extracts_new_facts_after_a_turn,
     the_cache_is_warmed_used_counted_and_flushed,
     a_knowledge_change_drops_the_agents_cached_answers,
+    facts_are_ranked_by_meaning_with_the_local_embedder,
 );
 
 async fn save(app: &TestApp, s: &Auth, company: &str, customer: &str, body: Value) -> Value {
@@ -438,4 +439,161 @@ async fn a_knowledge_change_drops_the_agents_cached_answers(b: Backend) {
         .delete(&format!("/v1/cache/flush?agent_id={unlinked}"), &s)
         .await;
     assert_eq!(r.body["entries_deleted"], 1);
+}
+
+/// The customer's facts for `query`, best first.
+async fn ranked(
+    app: &TestApp,
+    s: &Auth,
+    company: &str,
+    customer: &str,
+    query: &str,
+) -> Vec<String> {
+    let r = app
+        .post(
+            &format!("/v1/memory/{customer}"),
+            s,
+            json!({"company_id": company, "query": query}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body["facts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["fact"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn local_app_config(dir: &str) -> impl FnOnce(&mut cortex::config::Config) + '_ {
+    move |c| {
+        crate::knowledge::local_config(c, dir);
+        c.embeddings.default = Some("local".into());
+        c.limits.company_requests = 0;
+    }
+}
+
+async fn facts_are_ranked_by_meaning_with_the_local_embedder(b: Backend) {
+    let Some(dir) = crate::knowledge::minilm_dir() else {
+        return;
+    };
+    let app = spawn_app_with(b, local_app_config(&dir)).await;
+    let s = app.admin().await;
+    let company = app.company_id(&s).await;
+    for fact in [
+        "Is allergic to peanuts",
+        "Lives in Jeddah",
+        "Prefers to be contacted by WhatsApp",
+        "Drives a Toyota Camry",
+    ] {
+        save(&app, &s, &company, "cust_m", json!({"fact": fact})).await;
+    }
+    // No word in common with the fact that answers each question.
+    let top = ranked(
+        &app,
+        &s,
+        &company,
+        "cust_m",
+        "Can you suggest a snack for my flight?",
+    )
+    .await;
+    assert_eq!(top[0], "Is allergic to peanuts", "{top:?}");
+    let top = ranked(
+        &app,
+        &s,
+        &company,
+        "cust_m",
+        "What's the best way to reach me with updates?",
+    )
+    .await;
+    assert_eq!(top[0], "Prefers to be contacted by WhatsApp", "{top:?}");
+    let top = ranked(
+        &app,
+        &s,
+        &company,
+        "cust_m",
+        "How long does delivery to my city take?",
+    )
+    .await;
+    assert_eq!(top[0], "Lives in Jeddah", "{top:?}");
+    // Facts are stored with their embedding.
+    let pool = app.raw_db().await;
+    let models: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT model_id FROM memory_facts WHERE customer_id = 'cust_m'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert!(
+        models
+            .iter()
+            .all(|m| m.as_deref() == Some("local:all-MiniLM-L6-v2")),
+        "{models:?}"
+    );
+}
+
+/// recall@5 on the labelled set (`tests/fixtures/memory_recall.json`: customers' facts in
+/// English and Arabic, and messages with the facts a good agent would recall).
+async fn recall_at_5(app: &TestApp) -> (f64, f64, f64) {
+    let set: Value = serde_json::from_str(include_str!("../fixtures/memory_recall.json")).unwrap();
+    let s = app.admin().await;
+    let company = app.company_id(&s).await;
+    let (mut all, mut en, mut ar) = ((0u32, 0u32), (0u32, 0u32), (0u32, 0u32));
+    for customer in set["customers"].as_array().unwrap() {
+        let id = format!("eval-{}", customer["id"].as_str().unwrap());
+        let facts: Vec<&str> = customer["facts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["fact"].as_str().unwrap())
+            .collect();
+        for (f, fact) in customer["facts"].as_array().unwrap().iter().zip(&facts) {
+            save(
+                app,
+                &s,
+                &company,
+                &id,
+                json!({"fact": fact, "category": f["category"]}),
+            )
+            .await;
+        }
+        for q in customer["questions"].as_array().unwrap() {
+            let top = ranked(app, &s, &company, &id, q["text"].as_str().unwrap()).await;
+            let top5: Vec<&String> = top.iter().take(5).collect();
+            for r in q["relevant"].as_array().unwrap() {
+                let wanted = facts[r.as_u64().unwrap() as usize];
+                let found = u32::from(top5.iter().any(|t| t.as_str() == wanted));
+                let lang = if customer["lang"] == "ar" {
+                    &mut ar
+                } else {
+                    &mut en
+                };
+                for acc in [&mut all, lang] {
+                    acc.0 += found;
+                    acc.1 += 1;
+                }
+            }
+        }
+    }
+    let rate = |(n, d): (u32, u32)| f64::from(n) / f64::from(d.max(1));
+    (rate(all), rate(en), rate(ar))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_recall_at_5_on_the_labelled_set() {
+    let unlimited = |c: &mut cortex::config::Config| c.limits.company_requests = 0;
+    let hash = recall_at_5(&spawn_app_with(Backend::Sqlite, unlimited).await).await;
+    println!(
+        "memory recall@5, hash: all {:.3}, en {:.3}, ar {:.3}",
+        hash.0, hash.1, hash.2
+    );
+    let Some(dir) = crate::knowledge::minilm_dir() else {
+        return;
+    };
+    let local = recall_at_5(&spawn_app_with(Backend::Sqlite, local_app_config(&dir)).await).await;
+    println!(
+        "memory recall@5, local: all {:.3}, en {:.3}, ar {:.3}",
+        local.0, local.1, local.2
+    );
+    // By meaning, English recall is better than by words.
+    assert!(local.1 > hash.1, "local {local:?} vs hash {hash:?}");
 }
