@@ -5,7 +5,8 @@
 //! `cargo run --release -p cortex --example loadgen -- --url URL --body JSON [--header 'K: V']
 //!  [--concurrency N] [--seconds S] [--stream] [--every S]`
 //!
-//! `{n}` in the body is replaced by a number unique to each request (unique questions);
+//! `{n}` in the body is replaced by a number unique to each request (unique questions), `{n12}`
+//! by the same zero-padded to 12 digits (the last group of a UUID: one conversation each);
 //! `--every S` also prints the throughput and latency of each S-second interval.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a developer tool, not library code
@@ -88,7 +89,8 @@ async fn main() {
                 let t0 = Instant::now();
                 let body = if body.contains("{n}") {
                     let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    body.replace("{n}", &n.to_string())
+                    body.replace("{n12}", &format!("{n:012}"))
+                        .replace("{n}", &n.to_string())
                 } else {
                     body.clone()
                 };

@@ -127,7 +127,9 @@ async fn main() {
                 "SELECT gen_random_uuid()::text, c.company_id, c.source_id, 1000000 + i, 1000 + i, ",
                 "'Item ' || i || ': SKU-' || (1000000 + i) || ' is a ' || (CASE i % 4 WHEN 0 THEN 'steel shelf' WHEN 1 THEN 'cardboard box' ",
                 "WHEN 2 THEN 'wooden crate' ELSE 'plastic bin' END) || ' kept in aisle ' || (i % 97) || ' of the warehouse.', ",
-                "c.heading_path, c.page, c.locator, c.token_count, c.model_id, c.dimension, c.vector, c.embedding, c.created_at ",
+                // A vector of its own per row, so the HNSW index is a real graph.
+                "c.heading_path, c.page, c.locator, c.token_count, c.model_id, c.dimension, c.vector, ",
+                "(SELECT CAST(array_agg(random() + 0 * i) AS vector) FROM generate_series(1, 384)), c.created_at ",
                 "FROM generate_series(1, $2) AS n(i), (SELECT * FROM knowledge_chunks WHERE source_id = $1 LIMIT 1) c"
             ),
         };
@@ -139,6 +141,16 @@ async fn main() {
             .await
             .unwrap();
         if backend == Backend::Postgres {
+            // The source's count as ingestion would keep it, so a search takes the HNSW path
+            // (the embedded index on SQLite keeps its one vector: the count stays).
+            sqlx::query(
+                "UPDATE knowledge_sources SET chunk_count = chunk_count + $1 WHERE id = $2",
+            )
+            .bind(n as i64)
+            .bind(source.id.to_string())
+            .execute(&pool)
+            .await
+            .unwrap();
             sqlx::query("ANALYZE knowledge_chunks")
                 .execute(&pool)
                 .await

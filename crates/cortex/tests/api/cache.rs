@@ -400,32 +400,17 @@ async fn two_nodes_share_cache_entries() {
     )
     .await;
     let conv = Uuid::now_v7().to_string();
-    let r = b
-        .post(
+    let ask = |m: &'static str| {
+        b.post(
             "/v1/chat",
             &a.s,
-            TestApp::chat_body(
-                &a.company,
-                &a.agent,
-                &conv,
-                "do you deliver to dubai on friday",
-            ),
+            TestApp::chat_body(&a.company, &a.agent, &conv, m),
         )
-        .await;
+    };
+    let r = ask("do you deliver to dubai on friday").await;
     assert_eq!(r.body["cached"], true, "{}", r.body);
     assert_eq!(r.body["reply"], "Yes, until 6 pm.");
-    let r = b
-        .post(
-            "/v1/chat",
-            &a.s,
-            TestApp::chat_body(
-                &a.company,
-                &a.agent,
-                &conv,
-                "do you deliver to dubai on saturday",
-            ),
-        )
-        .await;
+    let r = ask("do you deliver to dubai on saturday").await;
     assert_eq!(r.body["cached"], false, "{}", r.body);
 }
 

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Benchmark: the answer cache (stage 05).
+#  1. cache_bench: lookup (exact hit, similar hit, miss) and store latency as one agent's entries
+#     grow 1,000 → 100,000, on SQLite and on PostgreSQL (pgvector, scripts/pgvector.sh).
+#  2. /v1/chat cache hits with 100,000 entries cached for the agent (release server, SQLite).
+#  3. /v1/chat with the cache on, unique questions for MINUTES minutes (each answer is stored):
+#     throughput and p99 per minute, to show they stay flat as entries accumulate.
+# Usage: scripts/bench-cache.sh [minutes] [seconds-per-hit-run]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MINUTES="${1:-10}"; SECS="${2:-10}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cortex-target}"
+[ -n "${CORTEX_BENCH_NO_BUILD:-}" ] || cargo build --release -q -p cortex -p cortex-fakellm --bins --examples
+BIN="$CARGO_TARGET_DIR/release"
+dir=$(mktemp -d)
+cleanup() { kill "${fake_pid:-}" "${srv_pid:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"; }
+trap cleanup EXIT
+
+echo "## 1. AnswerCache, SQLite"
+"$BIN/examples/cache_bench" --sizes 1000,10000,100000 --probes 300
+PG="$(scripts/pgvector.sh)"
+psql "$PG" -qc "DROP DATABASE IF EXISTS cachebench" -c "CREATE DATABASE cachebench" >/dev/null
+echo "## 1. AnswerCache, PostgreSQL"
+DATABASE_URL="${PG%/*}/cachebench" "$BIN/examples/cache_bench" --sizes 1000,10000,100000 --probes 300
+
+"$BIN/cortex-fakellm" --bind 127.0.0.1:0 --latency-ms 0 >"$dir/fake.log" 2>&1 &
+fake_pid=$!
+for _ in $(seq 1 50); do grep -q listening "$dir/fake.log" 2>/dev/null && break; sleep 0.1; done
+FAKE=$(head -1 "$dir/fake.log" | awk '{print $3}')
+port=$((20000 + RANDOM % 10000))
+OPENAI_API_KEY=bench OPENAI_BASE_URL="$FAKE" CORTEX_DATA_DIR="$dir/data" CORTEX_BOOTSTRAP_PASSWORD=bench-password-123 \
+  CORTEX_LIMITS__COMPANY_REQUESTS=1000000000 CORTEX_LIMITS__CONVERSATION_MESSAGES=1000000000 CORTEX_MEMORY__EXTRACT_FACTS=false \
+  CORTEX_CACHE__MAX_ENTRIES_PER_AGENT=200000 CORTEX_LOG__LEVEL=warn "$BIN/cortex" serve --bind "127.0.0.1:$port" >"$dir/server.log" 2>&1 &
+srv_pid=$!
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
+API="http://127.0.0.1:$port"
+token=$(curl -sf -X POST "$API/portal/api/login" -H 'content-type: application/json' \
+  -d '{"email":"admin@cortex.local","password":"bench-password-123"}' | python3 -c 'import sys,json;print(json.load(sys.stdin)["token"])')
+key=$(curl -sf -X POST "$API/portal/api/keys" -H "authorization: Bearer $token" -H 'content-type: application/json' \
+  -d '{"name":"bench"}' | python3 -c 'import sys,json;print(json.load(sys.stdin)["key"])')
+company=$(curl -sf "$API/v1/me" -H "x-api-key: $key" | python3 -c 'import sys,json;print(json.load(sys.stdin)["company_id"])')
+new_agent() {
+  curl -sf -X POST "$API/v1/agents" -H "x-api-key: $key" -H 'content-type: application/json' \
+    -d "{\"name\": \"$1\", \"system_prompt\": \"You are a support agent.\", \"settings\": {\"memory_enabled\": false}}" \
+    | python3 -c 'import sys,json;print(json.load(sys.stdin)["id"])'
+}
+LOAD="$BIN/examples/loadgen"
+get() { echo "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1==k {print $2}'; }
+
+echo "## 2. /v1/chat cache hits, 100,000 entries cached for the agent"
+hits=$(new_agent hits)
+for b in $(seq 0 99); do
+  python3 - "$company" "$hits" "$b" >"$dir/warm.json" <<'PY'
+import json, sys
+company, agent, b = sys.argv[1], sys.argv[2], int(sys.argv[3])
+pairs = [{"question": f"What is the warranty of product {b * 1000 + i} in the catalogue?",
+          "answer": f"Product {b * 1000 + i} has a two-year warranty."} for i in range(1000)]
+print(json.dumps({"company_id": company, "agent_id": agent, "pairs": pairs}))
+PY
+  curl -sf -X POST "$API/v1/cache/warm" -H "x-api-key: $key" -H 'content-type: application/json' -d @"$dir/warm.json" >/dev/null
+done
+curl -sf "$API/v1/cache/stats" -H "x-api-key: $key"; echo
+exact=$(printf '{"company_id":"%s","agent_id":"%s","conversation_id":"%s","customer_id":"bench","message":"What is the warranty of product 54321 in the catalogue?"}' \
+  "$company" "$hits" "$(python3 -c 'import uuid;print(uuid.uuid4())')")
+similar=$(printf '{"company_id":"%s","agent_id":"%s","conversation_id":"%s","customer_id":"bench","message":"what is the warranty of product 54321 from the catalogue"}' \
+  "$company" "$hits" "$(python3 -c 'import uuid;print(uuid.uuid4())')")
+curl -sf -X POST "$API/v1/chat" -H "x-api-key: $key" -H 'content-type: application/json' -d "$similar" \
+  | python3 -c 'import sys,json;r=json.load(sys.stdin);print("similar hit:", r["cached"], r["reply"], r["step_timings"])'
+"$LOAD" --url "$API/v1/chat" --header "x-api-key: $key" --body "$exact" --concurrency 1 --seconds 2 >/dev/null
+echo "| request | conc | req/s | p50 ms | p99 ms | errors |"
+echo "|---|---:|---:|---:|---:|---:|"
+for conc in 1 8; do
+  for kind in exact similar; do
+    body=$exact; [ "$kind" = similar ] && body=$similar
+    r=$("$LOAD" --url "$API/v1/chat" --header "x-api-key: $key" --body "$body" --concurrency "$conc" --seconds "$SECS")
+    echo "| $kind hit | $conc | $(get "$r" rps) | $(get "$r" p50_ms) | $(get "$r" p99_ms) | $(get "$r" errors) |"
+  done
+done
+
+echo "## 3. /v1/chat, cache on, unique questions for $MINUTES min (each answer stored)"
+unique=$(new_agent unique)
+# One conversation per request, so no history grows: what could grow is the cache.
+body=$(printf '{"company_id":"%s","agent_id":"%s","conversation_id":"00000000-0000-4000-8000-{n12}","customer_id":"bench","message":"Question {n}: how long does delivery to zone {n} take?"}' \
+  "$company" "$unique")
+"$LOAD" --url "$API/v1/chat" --header "x-api-key: $key" --body "$body" --concurrency 32 --seconds $((MINUTES * 60)) --every 60
+curl -sf "$API/v1/cache/stats" -H "x-api-key: $key"; echo
