@@ -53,6 +53,16 @@ type AgentIndexes = HashMap<(Uuid, Uuid), Arc<AgentIndex>>;
 #[derive(Default)]
 struct AgentIndex {
     built: tokio::sync::OnceCell<RwLock<VectorIndex>>,
+    /// While the HNSW graph of a large agent is built in the background (an exact index serves
+    /// meanwhile): the changes made since its rows were read, replayed onto it before it
+    /// replaces the exact one.
+    pending: Mutex<Option<Vec<Op>>>,
+}
+
+/// A change to an agent's index.
+enum Op {
+    Add(u64, Vec<f32>),
+    Remove(u64),
 }
 
 /// A hit: the answer, and the entry it came from.
@@ -197,17 +207,53 @@ impl AnswerCache {
         };
         let dimension = self.embedder.dimension();
         let model_id = self.model_id().to_owned();
+        let building = Arc::clone(&agent);
         agent
             .built
-            .get_or_try_init(|| async {
+            .get_or_try_init(|| async move {
                 let rows = store.cache_vectors(company_id, agent_id, &model_id).await?;
                 tracing::debug!(%agent_id, entries = rows.len(), "building the agent's cache index");
+                let large = rows.len() > index_options().exact_threshold;
+                // A large agent is served by an exact index at once (a copy of the vectors)
+                // while its graph is built in the background: a first lookup after a restart
+                // never waits for a graph of 100,000 entries (a minute and more).
+                let options = if large {
+                    IndexOptions {
+                        exact_threshold: usize::MAX,
+                        ..index_options()
+                    }
+                } else {
+                    index_options()
+                };
+                let rows = Arc::new(rows);
+                let for_exact = Arc::clone(&rows);
                 let built = tokio::task::spawn_blocking(move || {
-                    VectorIndex::rebuild(dimension, index_options(), rows)
+                    VectorIndex::rebuild(
+                        dimension,
+                        options,
+                        for_exact.iter().map(|(id, v)| (*id, v.as_slice())),
+                    )
                 })
                 .await
                 .map_err(|e| CacheError::Index(e.to_string()))?
                 .map_err(|e| CacheError::Index(e.to_string()))?;
+                if large {
+                    *building.pending_ops() = Some(Vec::new());
+                    tokio::task::spawn_blocking(move || {
+                        let graph = VectorIndex::rebuild(
+                            dimension,
+                            index_options(),
+                            rows.iter().map(|(id, v)| (*id, v.as_slice())),
+                        );
+                        match graph {
+                            Ok(graph) => building.replace_with(graph),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cache index graph not built: exact search stays");
+                                *building.pending_ops() = None;
+                            }
+                        }
+                    });
+                }
                 Ok::<_, CacheError>(RwLock::new(built))
             })
             .await?;
@@ -250,11 +296,16 @@ impl AnswerCache {
         if self.indexes.is_some() {
             let agent = self.agent_index(store, company_id, agent_id).await?;
             agent
-                .write(|index| {
-                    index.add_batch(entries.iter().filter_map(|e| {
-                        e.embedding.as_ref().map(|(_, v)| (e.vec_id, v.as_slice()))
-                    }))
-                })
+                .apply(
+                    entries
+                        .iter()
+                        .filter_map(|e| {
+                            e.embedding
+                                .as_ref()
+                                .map(|(_, v)| Op::Add(e.vec_id, v.clone()))
+                        })
+                        .collect(),
+                )
                 .map_err(|e| CacheError::Index(e.to_string()))?;
         }
         Ok(stored)
@@ -307,7 +358,7 @@ impl AnswerCache {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         for r in removed {
             if let (Some(agent), Some(vec_id)) = (map.get(&(r.company_id, r.agent_id)), r.vec_id) {
-                let _ = agent.write(|index| index.remove(vec_id));
+                let _ = agent.apply(vec![Op::Remove(vec_id)]);
             }
         }
     }
@@ -323,14 +374,63 @@ impl AgentIndex {
         })
     }
 
-    /// Applies `f` if the index is built (an unbuilt one is built from the rows later).
-    fn write<R, E>(&self, f: impl FnOnce(&mut VectorIndex) -> Result<R, E>) -> Result<(), E> {
-        if let Some(lock) = self.built.get() {
-            f(&mut lock
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner))?;
+    fn pending_ops(&self) -> std::sync::MutexGuard<'_, Option<Vec<Op>>> {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Applies changes if the index is built (an unbuilt one is built from the rows later),
+    /// and records them while a graph is being built.
+    fn apply(&self, ops: Vec<Op>) -> Result<(), cortex_embed::IndexError> {
+        let Some(lock) = self.built.get() else {
+            return Ok(());
+        };
+        let mut pending = self.pending_ops();
+        let mut index = lock
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for op in &ops {
+            apply(&mut index, op)?;
+        }
+        if let Some(p) = pending.as_mut() {
+            p.extend(ops);
         }
         Ok(())
+    }
+
+    /// Puts the graph built in the background in place of the exact index, after replaying
+    /// the changes made meanwhile.
+    fn replace_with(&self, mut graph: VectorIndex) {
+        // The exact index is put in place just after this build starts; wait for it (briefly).
+        for _ in 0..600 {
+            if self.built.get().is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let Some(lock) = self.built.get() else {
+            *self.pending_ops() = None;
+            return;
+        };
+        let mut pending = self.pending_ops();
+        let mut index = lock
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for op in pending.take().unwrap_or_default() {
+            if let Err(e) = apply(&mut graph, &op) {
+                tracing::warn!(error = %e, "cache index graph not used: exact search stays");
+                return;
+            }
+        }
+        *index = graph;
+    }
+}
+
+fn apply(index: &mut VectorIndex, op: &Op) -> Result<(), cortex_embed::IndexError> {
+    match op {
+        Op::Add(id, v) => index.add(*id, v),
+        Op::Remove(id) => index.remove(*id).map(drop),
     }
 }
 

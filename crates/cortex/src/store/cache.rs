@@ -354,7 +354,15 @@ impl CacheStore for SqlStore {
                 .bind(i64::try_from(e.vec_id).unwrap_or(i64::MAX))
                 .bind(e.embedding.as_ref().map(|(m, _)| m.as_str()))
                 .bind(e.embedding.as_ref().map(|(_, v)| v.len() as i64))
-                .bind(e.embedding.as_ref().map(|(_, v)| encode_vector(v)));
+                // The bytes feed SQLite's in-memory index; PostgreSQL searches `embedding`, and
+                // a second copy would push the row past the inline limit (TOAST: every distance
+                // of an exact search would decompress it).
+                .bind(
+                    e.embedding
+                        .as_ref()
+                        .filter(|_| self.backend() == Backend::Sqlite)
+                        .map(|(_, v)| encode_vector(v)),
+                );
             if self.backend() == Backend::Postgres {
                 query = query.bind(e.embedding.as_ref().map(|(_, v)| pgvector_text(v)));
             }

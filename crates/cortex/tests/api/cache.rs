@@ -655,3 +655,57 @@ async fn cache_quality_with_local() {
 fn agent_default_threshold() -> f32 {
     cortex::agents::AgentSettings::default().cache_threshold
 }
+
+/// A node that starts with a large agent (more entries than the exact index takes) answers its
+/// first lookups at once from an exact index while the graph is built in the background, and
+/// keeps answering when the graph takes over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_agent_is_served_while_its_graph_is_built() {
+    let first = Cached::new(spawn_app(Backend::Sqlite).await).await;
+    for batch in 0..3 {
+        let pairs: Vec<(String, String)> = (0..1000)
+            .map(|i| {
+                let n = batch * 1000 + i;
+                (
+                    format!("What is the warranty of product {n}?"),
+                    format!("Two years for {n}."),
+                )
+            })
+            .collect();
+        let pairs: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(q, a)| (q.as_str(), a.as_str()))
+            .collect();
+        first.warm(&first.agent, &pairs).await;
+    }
+    let url = first.app.database_url.clone();
+    let second = spawn_app_with(Backend::Sqlite, |c| c.database_url = Some(url)).await;
+    let company: Uuid = first.company.parse().unwrap();
+    let agent: Uuid = first.agent.parse().unwrap();
+    let lookup = |q: &'static str| {
+        let st = second.state.clone();
+        async move {
+            st.cache
+                .lookup(&st.store, company, agent, q, 0.5)
+                .await
+                .unwrap()
+        }
+    };
+    let started = std::time::Instant::now();
+    let (hit, _) = lookup("what is the warranty of product 2345 please")
+        .await
+        .unwrap();
+    assert_eq!(hit.answer, "Two years for 2345.");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert!(
+        lookup("What is the warranty of product 9999?")
+            .await
+            .is_none()
+    );
+    // Later (graph or not), the same answers.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let (hit, _) = lookup("what is the warranty of product 17 please")
+        .await
+        .unwrap();
+    assert_eq!(hit.answer, "Two years for 17.");
+}
