@@ -16,12 +16,19 @@ dir=$(mktemp -d)
 cleanup() { kill "${fake_pid:-}" "${srv_pid:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"; }
 trap cleanup EXIT
 
-echo "## 1. AnswerCache, SQLite"
-"$BIN/examples/cache_bench" --sizes 1000,10000,100000 --probes 300
-PG="$(scripts/pgvector.sh)"
-psql "$PG" -qc "DROP DATABASE IF EXISTS cachebench" -c "CREATE DATABASE cachebench" >/dev/null
-echo "## 1. AnswerCache, PostgreSQL"
-DATABASE_URL="${PG%/*}/cachebench" "$BIN/examples/cache_bench" --sizes 1000,10000,100000 --probes 300
+# CORTEX_BENCH_SQLITE_SIZES / CORTEX_BENCH_PG_SIZES: entries per run ("" skips that backend).
+SQLITE_SIZES="${CORTEX_BENCH_SQLITE_SIZES-1000,10000,100000}"
+PG_SIZES="${CORTEX_BENCH_PG_SIZES-1000,10000,100000}"
+if [ -n "$SQLITE_SIZES" ]; then
+  echo "## 1. AnswerCache, SQLite"
+  "$BIN/examples/cache_bench" --sizes "$SQLITE_SIZES" --probes 300
+fi
+if [ -n "$PG_SIZES" ]; then
+  PG="$(scripts/pgvector.sh)"
+  psql "$PG" -qc "DROP DATABASE IF EXISTS cachebench" -c "CREATE DATABASE cachebench" >/dev/null
+  echo "## 1. AnswerCache, PostgreSQL"
+  DATABASE_URL="${PG%/*}/cachebench" "$BIN/examples/cache_bench" --sizes "$PG_SIZES" --probes 300
+fi
 
 "$BIN/cortex-fakellm" --bind 127.0.0.1:0 --latency-ms 0 >"$dir/fake.log" 2>&1 &
 fake_pid=$!
