@@ -344,13 +344,15 @@ const VEC_ID_SLOTS: usize = 16;
 const EXACT_SEARCH_MAX_CHUNKS: i64 = 5000;
 
 macro_rules! pg_search {
+    // The query vector is cast once (`q`), not in the sort key of every row.
     (exact) => {
         concat!(
             "SELECT ",
             chunk_columns!(),
-            ", CAST(1 - (embedding <=> CAST($3 AS vector)) AS DOUBLE PRECISION) AS score",
-            " FROM knowledge_chunks WHERE company_id = $1 AND source_id = $2 AND model_id = $4",
-            " ORDER BY embedding <=> CAST($3 AS vector) LIMIT $5"
+            ", CAST(1 - (embedding <=> q.v) AS DOUBLE PRECISION) AS score",
+            " FROM knowledge_chunks, (SELECT CAST($3 AS vector) AS v) q",
+            " WHERE company_id = $1 AND source_id = $2 AND model_id = $4",
+            " ORDER BY embedding <=> q.v LIMIT $5"
         )
     };
     ($dim:literal) => {
