@@ -714,7 +714,7 @@ pub async fn reembed(
 ) -> ApiResult<Json<ReembedResult>> {
     require_admin(&caller, "knowledge sources")?;
     let source = owned_source(&state, &caller, &body.source_id).await?;
-    let done = state
+    let embedded = state
         .knowledge
         .reembed(
             &state.store,
@@ -726,11 +726,11 @@ pub async fn reembed(
     knowledge_changed(&state, caller.company_id, source.id).await;
     let updated = owned_source(&state, &caller, &body.source_id).await?;
     Ok(Json(ReembedResult {
-        source_id: done.source_id,
+        source_id: source.id,
         status: "completed".into(),
         embedding_model: updated.embedding_model.unwrap_or_default(),
         model_id: updated.model_id.unwrap_or_default(),
-        chunks_embedded: done.chunks_embedded,
+        chunks_embedded: embedded,
         error: None,
     }))
 }

@@ -281,7 +281,6 @@ impl Knowledge {
         let incoming = Incoming {
             name: file_name,
             kind: SourceKind::File,
-            origin: None,
             bytes,
             format_hint,
         };
@@ -331,7 +330,7 @@ impl Knowledge {
         let target = Target {
             source_id,
             document_id: document.id,
-            origin: Some(incoming.origin.unwrap_or(name)),
+            origin: Some(name),
             bytes: incoming.bytes.len() as i64,
         };
         self.store_pieces(store, company_id, &target, &model_name, embedder, pieces)
@@ -439,7 +438,6 @@ impl Knowledge {
         let incoming = Incoming {
             name: &url,
             kind: SourceKind::Url,
-            origin: None,
             bytes: &response.body,
             format_hint: hint.or_else(|| cortex_ingest::detect(&name, &response.body)),
         };
@@ -522,14 +520,14 @@ impl Knowledge {
     }
 
     /// Recomputes every vector of a source (all its documents) with another model; the chunks'
-    /// texts and ids are kept.
+    /// texts and ids are kept. Returns how many chunks were embedded.
     pub async fn reembed(
         &self,
         store: &SqlStore,
         company_id: Uuid,
         source_id: Uuid,
         embedding_model: Option<&str>,
-    ) -> Result<Ingested, KnowledgeError> {
+    ) -> Result<usize, KnowledgeError> {
         let (model_name, embedder) = self.embedder(embedding_model)?;
         store
             .get_source(company_id, source_id)
@@ -547,17 +545,16 @@ impl Knowledge {
             model_id: embedder.model_id(),
             dimension: embedder.dimension(),
         };
-        let updated: Vec<(Uuid, Vec<f32>)> = chunks
-            .iter()
-            .map(|c| c.id)
-            .zip(vectors.iter().cloned())
-            .collect();
+        let updated: Vec<(Uuid, Vec<f32>)> = chunks.iter().map(|c| c.id).zip(vectors).collect();
         store
             .reembed_chunks(company_id, source_id, &info, &updated)
             .await
             .map_err(not_found(KnowledgeError::SourceNotFound))?;
         if let Some(collections) = &self.collections {
-            let rows = chunks.iter().map(|c| c.vec_id).zip(vectors.iter());
+            let rows = chunks
+                .iter()
+                .map(|c| c.vec_id)
+                .zip(updated.iter().map(|(_, v)| v));
             if let Err(e) = collections.rebuild(
                 &collection_name(company_id, source_id),
                 info.model_id,
@@ -568,13 +565,7 @@ impl Knowledge {
                 let _ = collections.remove(&collection_name(company_id, source_id));
             }
         }
-        Ok(Ingested {
-            source_id,
-            document_id: Uuid::nil(),
-            chunks_created: 0,
-            chunks_embedded: chunks.len(),
-            file_path: None,
-        })
+        Ok(chunks.len())
     }
 
     /// Deletes a source: its rows (documents, chunks and pgvector embeddings) and its index.
@@ -682,10 +673,14 @@ impl Knowledge {
             )
             .await
             .map_err(not_found(KnowledgeError::SourceNotFound))?;
-        let total = store
-            .get_source(company_id, target.source_id)
-            .await?
-            .map_or(0, |s| s.chunk_count);
+        // Only an embedded index (SQLite) needs the source's new count.
+        let total = match &self.collections {
+            Some(_) => store
+                .get_source(company_id, target.source_id)
+                .await?
+                .map_or(0, |s| s.chunk_count),
+            None => 0,
+        };
         self.update_index(
             company_id,
             target.source_id,
@@ -768,7 +763,6 @@ struct Incoming<'a> {
     /// the same name replaces.
     name: &'a str,
     kind: SourceKind,
-    origin: Option<&'a str>,
     bytes: &'a [u8],
     format_hint: Option<Format>,
 }
