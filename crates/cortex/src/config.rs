@@ -253,6 +253,11 @@ pub struct CacheConfig {
     /// How often each node sweeps expired entries, entries of a replaced embedding model, and
     /// agents over the bound (in the background, never on the chat path).
     pub sweep_seconds: u64,
+    /// The least similarity a hit by meaning needs whatever an agent's `cache_threshold`:
+    /// the scale of cosine similarity is the embedding model's (multilingual-e5-small puts
+    /// unrelated questions of one language at 0.8), so a deployment sets the floor its default
+    /// model needs. 0 leaves it to the agents.
+    pub min_similarity: f32,
 }
 
 impl Default for CacheConfig {
@@ -262,6 +267,7 @@ impl Default for CacheConfig {
             invalidate_on_knowledge_change: true,
             max_entries_per_agent: 10_000,
             sweep_seconds: 60,
+            min_similarity: 0.0,
         }
     }
 }
@@ -611,6 +617,11 @@ impl Config {
         if !self.auth.bootstrap_email.contains('@') {
             return Err(ConfigError(
                 "auth.bootstrap_email is not an email address".into(),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.cache.min_similarity) {
+            return Err(ConfigError(
+                "cache.min_similarity must be between 0 and 1".into(),
             ));
         }
         for origin in &self.cors.allowed_origins {

@@ -21,10 +21,15 @@ use cortex_embed::{Embedder, EmbedderRegistry, IndexOptions, VectorIndex};
 use uuid::Uuid;
 
 use super::{terms, text};
-use crate::store::{Backend, CacheStore, NewCacheEntry, Removed, SqlStore, StoreError};
+use crate::store::{Backend, CacheEntry, CacheStore, NewCacheEntry, Removed, SqlStore, StoreError};
 
 /// Nearest entries considered per lookup (the best that passes threshold and guard wins).
 const CANDIDATES: usize = 8;
+/// How much closer the chosen entry must be than any other whose answer differs: when two
+/// entries with different answers are about as close, the question is ambiguous and the
+/// model answers it (an embedding that sees every question of a language as alike — an
+/// English model reading Arabic — makes this the common case; see BENCHMARKS.md).
+const MARGIN: f32 = 0.05;
 /// Expired entries deleted per sweep statement.
 const SWEEP_BATCH: i64 = 5000;
 
@@ -37,6 +42,41 @@ pub enum CacheError {
     Index(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// The hit among `candidates` (most similar first): the most similar entry at or above
+/// `threshold` whose specific terms agree with the message's, unless another entry that also
+/// agrees but answers differently is within [`MARGIN`] of it.
+fn choose(
+    message: &str,
+    candidates: Vec<(CacheEntry, f32)>,
+    threshold: f32,
+) -> Option<(Hit, Uuid)> {
+    if candidates.is_empty() {
+        return None;
+    }
+    let asked = terms::terms(message);
+    let mut agreeing = candidates
+        .into_iter()
+        .filter(|(entry, _)| terms::terms(&entry.question).agree(&asked));
+    let (entry, similarity) = agreeing.next()?;
+    if similarity < threshold {
+        return None;
+    }
+    let answer = text::normalize(&entry.answer);
+    let rival = agreeing.find(|(other, _)| text::normalize(&other.answer) != answer);
+    if let Some((_, close)) = rival
+        && similarity - close < MARGIN
+    {
+        return None;
+    }
+    let id = entry.id;
+    let hit = Hit {
+        answer: entry.answer,
+        question: entry.question,
+        similarity,
+    };
+    Some((hit, id))
 }
 
 /// The answer cache of every agent served by this node.
@@ -117,23 +157,11 @@ impl AnswerCache {
             return Ok(Some((hit, entry.id)));
         }
         let query = self.embed(message).await?;
+        // Candidates a little below the threshold are read too: they can make a hit ambiguous.
         let candidates = self
-            .nearest(store, company_id, agent_id, &query, threshold)
+            .nearest(store, company_id, agent_id, &query, threshold - MARGIN)
             .await?;
-        if candidates.is_empty() {
-            return Ok(None);
-        }
-        let asked = terms::terms(message);
-        Ok(candidates.into_iter().find_map(|(entry, similarity)| {
-            terms::terms(&entry.question).agree(&asked).then(|| {
-                let hit = Hit {
-                    answer: entry.answer,
-                    question: entry.question,
-                    similarity,
-                };
-                (hit, entry.id)
-            })
-        }))
+        Ok(choose(message, candidates, threshold))
     }
 
     /// Live entries at or above `threshold`, most similar first.
@@ -144,7 +172,7 @@ impl AnswerCache {
         agent_id: Uuid,
         query: &[f32],
         threshold: f32,
-    ) -> Result<Vec<(crate::store::CacheEntry, f32)>, CacheError> {
+    ) -> Result<Vec<(CacheEntry, f32)>, CacheError> {
         let mut found = match &self.indexes {
             None => {
                 store
@@ -274,8 +302,10 @@ impl AnswerCache {
         let vectors = if questions.is_empty() {
             Vec::new()
         } else {
+            // Questions are compared with questions: both sides are queries (and a question
+            // just looked up is not embedded again).
             self.embedder
-                .embed(&questions)
+                .embed_queries(&questions)
                 .await
                 .map_err(|e| CacheError::Embed(e.to_string()))?
         };
@@ -514,5 +544,56 @@ fn index_options() -> IndexOptions {
         exact_threshold: 2000,
         build_threads: 1,
         ..IndexOptions::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(question: &str, answer: &str) -> CacheEntry {
+        CacheEntry {
+            id: Uuid::now_v7(),
+            vec_id: Some(1),
+            question: question.into(),
+            answer: answer.into(),
+            last_used_at: chrono::Utc::now(),
+        }
+    }
+
+    fn chosen(message: &str, candidates: &[(CacheEntry, f32)], threshold: f32) -> Option<String> {
+        choose(message, candidates.to_vec(), threshold).map(|(hit, _)| hit.answer)
+    }
+
+    #[test]
+    fn an_ambiguous_hit_is_a_miss() {
+        let hours = entry("What are your opening hours?", "9 to 5.");
+        let holiday = entry("How late are you open?", "Until late.");
+        let asked = "When are you open?";
+        // Clearly closer to one entry: its answer.
+        let clear = [(hours.clone(), 0.90), (holiday.clone(), 0.80)];
+        assert_eq!(chosen(asked, &clear, 0.75).as_deref(), Some("9 to 5."));
+        // About as close to two entries that answer differently: the model answers.
+        let ambiguous = [(hours.clone(), 0.90), (holiday.clone(), 0.87)];
+        assert_eq!(chosen(asked, &ambiguous, 0.75), None);
+        // A rival just below the threshold counts too.
+        let below = [(hours.clone(), 0.76), (holiday.clone(), 0.73)];
+        assert_eq!(chosen(asked, &below, 0.75), None);
+        // Two entries with the same answer are no rivals.
+        let same = [
+            (hours.clone(), 0.90),
+            (entry("When do you open?", " 9 TO 5. "), 0.89),
+        ];
+        assert_eq!(chosen(asked, &same, 0.75).as_deref(), Some("9 to 5."));
+        // Nor is an entry the guard refuses (it asks about another day).
+        let friday = entry("Are you open on Friday?", "Only in the morning.");
+        let saturday = entry("Are you open on Saturday?", "No.");
+        let day = [(friday, 0.93), (saturday, 0.92)];
+        assert_eq!(
+            chosen("Are you open on Friday?", &day, 0.75).as_deref(),
+            Some("Only in the morning.")
+        );
+        // Nothing at the threshold: a miss.
+        assert_eq!(chosen(asked, &[(hours, 0.74)], 0.75), None);
     }
 }

@@ -84,16 +84,33 @@ pub fn rank_facts(
     query_vector: Option<&(String, Vec<f32>)>,
 ) -> Vec<(Fact, f32)> {
     let lexical = Lexical::new(&facts, query);
+    let cosines: Vec<Option<f32>> = facts
+        .iter()
+        .map(|f| match (query_vector, &f.embedding) {
+            (Some((qm, qv)), Some((fm, fv))) if qm == fm && qv.len() == fv.len() => {
+                Some(cortex_embed::dot(qv, fv))
+            }
+            _ => None,
+        })
+        .collect();
+    // Cosines are rescaled to span 0–1 among the customer's facts: each model has its own
+    // scale (multilingual-e5-small puts every fact of a language between 0.75 and 0.9), and
+    // recency and confidence must weigh the same against any of them.
+    let (low, high) = cosines
+        .iter()
+        .flatten()
+        .fold((f32::MAX, f32::MIN), |(lo, hi), c| (lo.min(*c), hi.max(*c)));
+    let spread = high - low;
     let n = facts.len().max(1) as f32;
     let mut ranked: Vec<(Fact, f32)> = facts
         .into_iter()
+        .zip(cosines)
         .enumerate()
-        .map(|(i, f)| {
-            let relevance = match (query_vector, &f.embedding) {
-                (Some((qm, qv)), Some((fm, fv))) if qm == fm && qv.len() == fv.len() => {
-                    cortex_embed::dot(qv, fv).max(0.0)
-                }
-                _ => lexical.relevance(i),
+        .map(|(i, (f, cosine))| {
+            let relevance = match cosine {
+                Some(c) if spread > f32::EPSILON => (c - low) / spread,
+                Some(c) => c.max(0.0),
+                None => lexical.relevance(i),
             };
             let recency = 1.0 - i as f32 / n;
             let score = relevance + RECENCY * recency + CONFIDENCE * f.confidence as f32;

@@ -1,7 +1,8 @@
 //! The chat pipeline: eight stages from a customer's message to a reply, each timed.
 //!
 //! 01 config → 02 memory → 03 context → 04 token optimizer → 05 cache → 06 router →
-//! 07 compiler (template, model, tool loop) → 08 post actions. A cache hit skips 06–07.
+//! 07 compiler (template, model, tool loop) → 08 post actions. A chat looks its answer up in
+//! the cache (05) right after 01: a hit skips 02–04 and 06–07.
 
 pub mod cache;
 pub mod context;
@@ -272,6 +273,40 @@ fn builtin_agent(company_id: Uuid) -> Result<Arc<LoadedAgent>, PipelineError> {
     }))
 }
 
+/// Stage 01's outcome: the agent and its linked actions.
+pub struct Configured {
+    pub loaded: Arc<LoadedAgent>,
+    pub linked: tools::Linked,
+    pub config_hit: bool,
+    /// How long stage 01 took.
+    pub ms: u64,
+}
+
+/// Stage 01: the agent (through the config cache) and its linked actions, read once: tools for
+/// stage 07, post-response actions for stage 08.
+pub async fn configure(
+    state: &AppState,
+    company_id: Uuid,
+    agent: AgentChoice,
+) -> Result<Configured, PipelineError> {
+    let s = Instant::now();
+    let (loaded, config_hit) = match agent {
+        AgentChoice::Id(id) => load_agent_counted(state, company_id, id).await?,
+        AgentChoice::Builtin => (builtin_agent(company_id)?, false),
+    };
+    let linked = if loaded.agent.spec.action_ids.is_empty() {
+        tools::Linked::default()
+    } else {
+        state.tools.linked(company_id, &loaded.agent).await?
+    };
+    Ok(Configured {
+        loaded,
+        linked,
+        config_hit,
+        ms: ms(s),
+    })
+}
+
 /// Stages 01–04: the agent and its linked actions, customer memory, knowledge, and the token
 /// optimizer over the history. `extra_tools` are offered before the agent's actions.
 pub async fn prepare(
@@ -279,22 +314,30 @@ pub async fn prepare(
     input: PrepareInput<'_>,
     extra_tools: Vec<ToolDef>,
 ) -> Result<Prepared, PipelineError> {
-    let mut t = StepTimings::default();
-    // 01 config
-    let s = Instant::now();
-    let (loaded, config_hit) = match input.agent {
-        AgentChoice::Id(id) => load_agent_counted(state, input.company_id, id).await?,
-        AgentChoice::Builtin => (builtin_agent(input.company_id)?, false),
+    let configured = configure(state, input.company_id, input.agent).await?;
+    prepare_configured(state, configured, input, extra_tools).await
+}
+
+/// Stages 02–04 for an agent stage 01 resolved (`input.agent` is not read again).
+async fn prepare_configured(
+    state: &AppState,
+    configured: Configured,
+    input: PrepareInput<'_>,
+    extra_tools: Vec<ToolDef>,
+) -> Result<Prepared, PipelineError> {
+    let Configured {
+        loaded,
+        linked,
+        config_hit,
+        ms: config_ms,
+    } = configured;
+    let mut t = StepTimings {
+        config_load: config_ms,
+        ..StepTimings::default()
     };
     let agent = &loaded.agent;
     let spec = &agent.spec;
     let settings = &spec.settings;
-    // The linked actions, read once: tools for stage 07, post-response actions for stage 08.
-    let linked = if spec.action_ids.is_empty() {
-        tools::Linked::default()
-    } else {
-        state.tools.linked(input.company_id, agent).await?
-    };
     let mut tool_defs = extra_tools;
     if settings.max_tool_rounds > 0 {
         // An action named like an extra (built-in) tool is shadowed by it.
@@ -306,7 +349,6 @@ pub async fn prepare(
                 .filter(|d| !extra.contains(&d.name)),
         );
     }
-    t.config_load = ms(s);
 
     // 02 memory (customer facts)
     let s = Instant::now();
@@ -434,71 +476,27 @@ pub async fn run(
     let sink = ChatSink(events);
     use engine::Sink as _;
 
-    let history = state
-        .store
-        .history(input.company_id, input.conversation_id, HISTORY)
-        .await?;
-    let prepared = prepare(
-        state,
-        PrepareInput {
-            company_id: input.company_id,
-            agent: AgentChoice::Id(input.agent_id),
-            customer_id: &input.customer_id,
-            message: &input.message,
-            history: history_messages(&history),
-            channel: &input.channel,
-            metadata: &input.metadata,
-            memory_enabled: None,
-            mode: None,
-        },
-        Vec::new(),
-    )
-    .await?;
-    let mut t = prepared.timings.clone();
-    let settings = &prepared.loaded.agent.spec.settings;
-    let context_tokens = prepared.context_tokens.clone();
-    let config_hit = prepared.config_hit;
-    let optimized = &prepared.optimized;
+    // 01 config
+    let configured = configure(state, input.company_id, AgentChoice::Id(input.agent_id)).await?;
+    let config_hit = configured.config_hit;
+    let (cache_enabled, cache_threshold) = {
+        let settings = &configured.loaded.agent.spec.settings;
+        let floor = state.config.cache.min_similarity;
+        (settings.cache_enabled, settings.cache_threshold.max(floor))
+    };
 
-    // 05 cache
+    // 05 cache, ahead of 02–04: an answer is only ever stored when it used neither the
+    // customer's memory nor a tool, so a hit needs none of what 02–04 gather.
     let s = Instant::now();
-    let cached = if settings.cache_enabled {
-        match state
-            .cache
-            .lookup(
-                &state.store,
-                input.company_id,
-                input.agent_id,
-                &input.message,
-                settings.cache_threshold,
-            )
-            .await
-        {
-            Ok(Some((hit, entry_id))) => {
-                // The order of use (for the size bound) is written off the chat path.
-                let (st, company) = (state.clone(), input.company_id);
-                state.tasks.spawn(async move {
-                    if let Err(e) = st.store.cache_touch(company, entry_id).await {
-                        tracing::debug!(error = %e, "cache entry use not recorded");
-                    }
-                });
-                Some(hit.answer)
-            }
-            Ok(None) => None,
-            // The cache never takes a chat down: a failed lookup is a miss.
-            Err(e) => {
-                tracing::warn!(error = %e, "answer cache lookup failed: treated as a miss");
-                None
-            }
-        }
+    let cached = if cache_enabled {
+        let found = cached_answer(state, &input, cache_threshold).await;
+        let result = if found.is_some() { "hit" } else { "miss" };
+        metrics::counter!("cortex_answer_cache_lookups_total", "result" => result).increment(1);
+        found
     } else {
         None
     };
-    t.cache_check = ms(s);
-    if settings.cache_enabled {
-        let result = if cached.is_some() { "hit" } else { "miss" };
-        metrics::counter!("cortex_answer_cache_lookups_total", "result" => result).increment(1);
-    }
+    let cache_ms = ms(s);
     if let Some(answer) = cached {
         sink.emit(Event::TextDelta {
             delta: answer.clone(),
@@ -516,8 +514,16 @@ pub async fn run(
                 output: 0,
                 cost_usd: 0.0,
             },
-            context_tokens,
-            step_timings: t,
+            context_tokens: ContextTokens {
+                before_compression: 0,
+                after_compression: 0,
+                savings_pct: 0.0,
+            },
+            step_timings: StepTimings {
+                config_load: configured.ms,
+                cache_check: cache_ms,
+                ..StepTimings::default()
+            },
         };
         let reply = finish(
             state,
@@ -529,9 +535,37 @@ pub async fn run(
             (config_hit, None),
         )
         .await?;
-        spawn_post_actions(state, &input, &reply, &prepared.linked);
+        spawn_post_actions(state, &input, &reply, &configured.linked);
         return Ok(reply);
     }
+
+    // 02–04
+    let history = state
+        .store
+        .history(input.company_id, input.conversation_id, HISTORY)
+        .await?;
+    let prepared = prepare_configured(
+        state,
+        configured,
+        PrepareInput {
+            company_id: input.company_id,
+            agent: AgentChoice::Id(input.agent_id),
+            customer_id: &input.customer_id,
+            message: &input.message,
+            history: history_messages(&history),
+            channel: &input.channel,
+            metadata: &input.metadata,
+            memory_enabled: None,
+            mode: None,
+        },
+        Vec::new(),
+    )
+    .await?;
+    let mut t = prepared.timings.clone();
+    t.cache_check = cache_ms;
+    let settings = &prepared.loaded.agent.spec.settings;
+    let context_tokens = prepared.context_tokens.clone();
+    let optimized = &prepared.optimized;
 
     // 06 router
     let s = Instant::now();
@@ -614,6 +648,38 @@ pub async fn run(
     .await?;
     after_turn(state, &input, &reply, &prepared);
     Ok(reply)
+}
+
+/// Stage 05's lookup: the cached answer, if an entry asks the same thing. A failed lookup is
+/// a miss: the cache never takes a chat down.
+async fn cached_answer(state: &AppState, input: &ChatInput, threshold: f32) -> Option<String> {
+    match state
+        .cache
+        .lookup(
+            &state.store,
+            input.company_id,
+            input.agent_id,
+            &input.message,
+            threshold,
+        )
+        .await
+    {
+        Ok(Some((hit, entry_id))) => {
+            // The order of use (for the size bound) is written off the chat path.
+            let (st, company) = (state.clone(), input.company_id);
+            state.tasks.spawn(async move {
+                if let Err(e) = st.store.cache_touch(company, entry_id).await {
+                    tracing::debug!(error = %e, "cache entry use not recorded");
+                }
+            });
+            Some(hit.answer)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "answer cache lookup failed: treated as a miss");
+            None
+        }
+    }
 }
 
 impl ChatSink {

@@ -55,6 +55,29 @@ pub(crate) fn minilm_dir() -> Option<String> {
     }
 }
 
+/// The multilingual-e5-small weights (`scripts/e5-dir.sh`), or `None` when the local embedder
+/// tests are skipped.
+pub(crate) fn e5_dir() -> Option<String> {
+    match std::env::var("CORTEX_TEST_E5_DIR") {
+        Ok(dir) if !dir.is_empty() => Some(dir),
+        _ if std::env::var("CORTEX_SKIP_LOCAL_EMBED").as_deref() == Ok("1") => None,
+        _ => panic!(
+            "CORTEX_TEST_E5_DIR is not set: export CORTEX_TEST_E5_DIR=\"$(scripts/e5-dir.sh)\" \
+             (or CORTEX_SKIP_LOCAL_EMBED=1 to skip the local embedder tests)"
+        ),
+    }
+}
+
+/// A configuration whose default embedder is multilingual-e5-small (`local`, every text
+/// prefixed with `query: ` as the E5 models are trained).
+pub(crate) fn e5_config(c: &mut cortex::config::Config, dir: &str) {
+    c.embeddings = serde_json::from_value(json!({
+        "models": {"multilingual": {"kind": "local", "path": dir, "prefix": "query: "}},
+        "default": "multilingual"
+    }))
+    .unwrap();
+}
+
 struct Kb {
     app: TestApp,
     s: Auth,

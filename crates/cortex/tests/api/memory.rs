@@ -596,4 +596,24 @@ async fn memory_recall_at_5_on_the_labelled_set() {
     );
     // By meaning, English recall is better than by words.
     assert!(local.1 > hash.1, "local {local:?} vs hash {hash:?}");
+    let Some(dir) = crate::knowledge::e5_dir() else {
+        return;
+    };
+    let multilingual = recall_at_5(
+        &spawn_app_with(Backend::Sqlite, |c| {
+            crate::knowledge::e5_config(c, &dir);
+            c.limits.company_requests = 0;
+        })
+        .await,
+    )
+    .await;
+    println!(
+        "memory recall@5, multilingual-e5-small: all {:.3}, en {:.3}, ar {:.3}",
+        multilingual.0, multilingual.1, multilingual.2
+    );
+    // With a multilingual model, Arabic is recalled by meaning as English is.
+    assert!(
+        multilingual.2 > hash.2 && multilingual.1 > hash.1,
+        "multilingual {multilingual:?} vs hash {hash:?}"
+    );
 }
