@@ -5,7 +5,7 @@
 #  2. /v1/chat cache hits with 100,000 entries cached for the agent (release server, SQLite).
 #  3. /v1/chat with the cache on, unique questions for MINUTES minutes (each answer is stored):
 #     throughput and p99 per minute, to show they stay flat as entries accumulate.
-# Usage: scripts/bench-cache.sh [minutes] [seconds-per-hit-run]
+# Usage: scripts/bench-cache.sh [minutes] [seconds-per-hit-run]   (CORTEX_BENCH_SKIP_HITS=1 skips part 2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MINUTES="${1:-10}"; SECS="${2:-10}"
@@ -34,26 +34,33 @@ fi
 fake_pid=$!
 for _ in $(seq 1 50); do grep -q listening "$dir/fake.log" 2>/dev/null && break; sleep 0.1; done
 FAKE=$(head -1 "$dir/fake.log" | awk '{print $3}')
-port=$((20000 + RANDOM % 10000))
-OPENAI_API_KEY=bench OPENAI_BASE_URL="$FAKE" CORTEX_DATA_DIR="$dir/data" CORTEX_BOOTSTRAP_PASSWORD=bench-password-123 \
-  CORTEX_LIMITS__COMPANY_REQUESTS=1000000000 CORTEX_LIMITS__CONVERSATION_MESSAGES=1000000000 CORTEX_MEMORY__EXTRACT_FACTS=false \
-  CORTEX_CACHE__MAX_ENTRIES_PER_AGENT=200000 CORTEX_LOG__LEVEL=warn "$BIN/cortex" serve --bind "127.0.0.1:$port" >"$dir/server.log" 2>&1 &
-srv_pid=$!
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
-API="http://127.0.0.1:$port"
-token=$(curl -sf -X POST "$API/portal/api/login" -H 'content-type: application/json' \
-  -d '{"email":"admin@cortex.local","password":"bench-password-123"}' | python3 -c 'import sys,json;print(json.load(sys.stdin)["token"])')
-key=$(curl -sf -X POST "$API/portal/api/keys" -H "authorization: Bearer $token" -H 'content-type: application/json' \
-  -d '{"name":"bench"}' | python3 -c 'import sys,json;print(json.load(sys.stdin)["key"])')
-company=$(curl -sf "$API/v1/me" -H "x-api-key: $key" | python3 -c 'import sys,json;print(json.load(sys.stdin)["company_id"])')
+# start_server DATA_DIR [ENV=VALUE…]: a release server on SQLite in DATA_DIR, then an API key.
+start_server() {
+  local data="$1"; shift
+  port=$((20000 + RANDOM % 10000))
+  env OPENAI_API_KEY=bench OPENAI_BASE_URL="$FAKE" CORTEX_DATA_DIR="$data" CORTEX_BOOTSTRAP_PASSWORD=bench-password-123 \
+    CORTEX_LIMITS__COMPANY_REQUESTS=1000000000 CORTEX_LIMITS__CONVERSATION_MESSAGES=1000000000 CORTEX_MEMORY__EXTRACT_FACTS=false \
+    CORTEX_LOG__LEVEL=warn "$@" "$BIN/cortex" serve --bind "127.0.0.1:$port" >"$dir/server.log" 2>&1 &
+  srv_pid=$!
+  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
+  API="http://127.0.0.1:$port"
+  token=$(curl -sf -X POST "$API/portal/api/login" -H 'content-type: application/json' \
+    -d '{"email":"admin@cortex.local","password":"bench-password-123"}' | python3 -c 'import sys,json;print(json.load(sys.stdin)["token"])')
+  key=$(curl -sf -X POST "$API/portal/api/keys" -H "authorization: Bearer $token" -H 'content-type: application/json' \
+    -d '{"name":"bench"}' | python3 -c 'import sys,json;print(json.load(sys.stdin)["key"])')
+  company=$(curl -sf "$API/v1/me" -H "x-api-key: $key" | python3 -c 'import sys,json;print(json.load(sys.stdin)["company_id"])')
+}
 new_agent() {
   curl -sf -X POST "$API/v1/agents" -H "x-api-key: $key" -H 'content-type: application/json' \
     -d "{\"name\": \"$1\", \"system_prompt\": \"You are a support agent.\", \"settings\": {\"memory_enabled\": false}}" \
     | python3 -c 'import sys,json;print(json.load(sys.stdin)["id"])'
 }
+# Part 2 holds 100,000 entries for one agent: above the default bound of 10,000.
+start_server "$dir/data" CORTEX_CACHE__MAX_ENTRIES_PER_AGENT=200000
 LOAD="$BIN/examples/loadgen"
 get() { echo "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1==k {print $2}'; }
 
+if [ -z "${CORTEX_BENCH_SKIP_HITS:-}" ]; then
 echo "## 2. /v1/chat cache hits, 100,000 entries cached for the agent"
 hits=$(new_agent hits)
 for b in $(seq 0 99); do
@@ -74,17 +81,36 @@ similar=$(printf '{"company_id":"%s","agent_id":"%s","conversation_id":"%s","cus
 curl -sf -X POST "$API/v1/chat" -H "x-api-key: $key" -H 'content-type: application/json' -d "$similar" \
   | python3 -c 'import sys,json;r=json.load(sys.stdin);print("similar hit:", r["cached"], r["reply"], r["step_timings"])'
 "$LOAD" --url "$API/v1/chat" --header "x-api-key: $key" --body "$exact" --concurrency 1 --seconds 2 >/dev/null
-echo "| request | conc | req/s | p50 ms | p99 ms | errors |"
-echo "|---|---:|---:|---:|---:|---:|"
+# Server-side: the node's own histogram of time to the response head, cumulative counts at
+# 0.25 / 0.5 / 1 ms (a run's share is the difference of two readings).
+buckets() {
+  curl -sf "$API/v1/metrics" -H "x-api-key: $key" | awk '
+    /^cortex_http_request_duration_ms_bucket\{le="0.25"\}/ {a=$2}
+    /^cortex_http_request_duration_ms_bucket\{le="0.5"\}/ {b=$2}
+    /^cortex_http_request_duration_ms_bucket\{le="1"\}/ {c=$2}
+    /^cortex_http_request_duration_ms_count/ {n=$2}
+    END {print a+0, b+0, c+0, n+0}'
+}
+share() { # before after → "≤0.25 ms % / ≤0.5 ms % / ≤1 ms %"
+  echo "$1 $2" | awk '{n=$8-$4; if (n<1) n=1; printf "%.1f / %.1f / %.1f", 100*($5-$1)/n, 100*($6-$2)/n, 100*($7-$3)/n}'
+}
+echo "| request | conc | req/s | p50 ms | p99 ms | errors | server-side ≤0.25 / ≤0.5 / ≤1 ms (%) |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
 for conc in 1 8; do
   for kind in exact similar; do
     body=$exact; [ "$kind" = similar ] && body=$similar
+    before=$(buckets)
     r=$("$LOAD" --url "$API/v1/chat" --header "x-api-key: $key" --body "$body" --concurrency "$conc" --seconds "$SECS")
-    echo "| $kind hit | $conc | $(get "$r" rps) | $(get "$r" p50_ms) | $(get "$r" p99_ms) | $(get "$r" errors) |"
+    after=$(buckets)
+    echo "| $kind hit | $conc | $(get "$r" rps) | $(get "$r" p50_ms) | $(get "$r" p99_ms) | $(get "$r" errors) | $(share "$before" "$after") |"
   done
 done
 
+fi
 echo "## 3. /v1/chat, cache on, unique questions for $MINUTES min (each answer stored)"
+# A fresh server with the default configuration (the bound of 10,000 entries per agent).
+kill "$srv_pid"; wait "$srv_pid" 2>/dev/null || true
+start_server "$dir/data3"
 unique=$(new_agent unique)
 # One conversation per request, so no history grows: what could grow is the cache.
 body=$(printf '{"company_id":"%s","agent_id":"%s","conversation_id":"00000000-0000-4000-8000-{n12}","customer_id":"bench","message":"Question {n}: how long does delivery to zone {n} take?"}' \

@@ -32,6 +32,10 @@ pub struct IndexOptions {
     pub expansion_search: usize,
     /// Threads used to build the graph in bulk (default: available parallelism).
     pub build_threads: usize,
+    /// Whether a removal that leaves a quarter of the graph's slots deleted rebuilds the graph
+    /// there and then (default). An owner that must not hold its lock for a rebuild turns it
+    /// off and rebuilds elsewhere when [`VectorIndex::needs_compaction`] says so.
+    pub auto_compact: bool,
 }
 
 impl Default for IndexOptions {
@@ -44,6 +48,7 @@ impl Default for IndexOptions {
             build_threads: std::thread::available_parallelism()
                 .map(std::num::NonZeroUsize::get)
                 .unwrap_or(1),
+            auto_compact: true,
         }
     }
 }
@@ -350,13 +355,18 @@ impl VectorIndex {
         Ok(true)
     }
 
-    /// Rebuilds the graph once a quarter of its slots are deletions.
-    fn maybe_compact(&mut self) -> Result<(), IndexError> {
-        let stale = self
-            .hnsw
+    /// Whether a quarter of the graph's slots are deletions (it searches worse and holds
+    /// memory for nothing): a rebuild ([`VectorIndex::rebuild`] from its rows) is due.
+    #[must_use]
+    pub fn needs_compaction(&self) -> bool {
+        self.hnsw
             .as_ref()
-            .is_some_and(|h| h.removed > 1000 && h.removed * 4 > self.ids.len());
-        if stale {
+            .is_some_and(|h| h.removed > 1000 && h.removed * 4 > self.ids.len())
+    }
+
+    /// Rebuilds the graph once a quarter of its slots are deletions (with `auto_compact`).
+    fn maybe_compact(&mut self) -> Result<(), IndexError> {
+        if self.options.auto_compact && self.needs_compaction() {
             self.build_hnsw()?;
         }
         Ok(())
@@ -836,6 +846,27 @@ mod tests {
         assert!(index.get(2).is_none());
         let v = index.get(3).unwrap();
         assert!((v[2] - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn compaction_is_automatic_unless_turned_off() {
+        let vs = random_vectors(3000, 16, 9);
+        let rows = || vs.iter().enumerate().map(|(i, v)| (i as u64, v));
+        for auto_compact in [true, false] {
+            let options = IndexOptions {
+                auto_compact,
+                ..small_options(100)
+            };
+            let mut index = VectorIndex::rebuild(16, options, rows()).unwrap();
+            for id in 0..1500 {
+                assert!(index.remove(id).unwrap());
+            }
+            // Half the slots deleted: rebuilt there and then, or left for the owner.
+            assert_eq!(index.needs_compaction(), !auto_compact, "{auto_compact}");
+            assert_eq!(index.len(), 1500);
+            let found = index.search(&vs[2000], 1).unwrap();
+            assert_eq!(found[0].0, 2000, "{auto_compact}");
+        }
     }
 
     #[test]

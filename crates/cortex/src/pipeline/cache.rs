@@ -30,6 +30,8 @@ const CANDIDATES: usize = 8;
 /// model answers it (an embedding that sees every question of a language as alike — an
 /// English model reading Arabic — makes this the common case; see BENCHMARKS.md).
 const MARGIN: f32 = 0.05;
+/// Removals applied to an agent's index under one hold of its lock.
+const REMOVE_CHUNK: usize = 1000;
 /// Expired entries deleted per sweep statement.
 const SWEEP_BATCH: i64 = 5000;
 
@@ -100,6 +102,7 @@ struct AgentIndex {
 }
 
 /// A change to an agent's index.
+#[derive(Clone)]
 enum Op {
     Add(u64, Vec<f32>),
     Remove(u64),
@@ -374,21 +377,48 @@ impl AnswerCache {
         for (company_id, agent_id, count) in store.cache_over_bound(max).await? {
             removed.extend(store.cache_evict(company_id, agent_id, count - max).await?);
         }
-        self.forget(&removed);
+        self.forget(&removed).await;
         Ok(removed.len() as u64)
     }
 
-    /// Removes deleted entries from the in-memory indexes that hold them.
-    fn forget(&self, removed: &[Removed]) {
+    /// Removes deleted entries from the in-memory indexes that hold them: per agent, off the
+    /// async runtime, a thousand at a time (lookups of the agent wait for one chunk, never for
+    /// a whole sweep), then a rebuild of the graph in the background when deletions fill a
+    /// quarter of it. Rebuilt inline, under the lock, a sweep that evicted 20,000 entries held
+    /// every chat of the node for 40 s.
+    async fn forget(&self, removed: &[Removed]) {
         let Some(indexes) = &self.indexes else {
             return;
         };
-        let map = indexes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut by_agent: HashMap<(Uuid, Uuid), Vec<Op>> = HashMap::new();
         for r in removed {
-            if let (Some(agent), Some(vec_id)) = (map.get(&(r.company_id, r.agent_id)), r.vec_id) {
-                let _ = agent.apply(vec![Op::Remove(vec_id)]);
+            if let Some(vec_id) = r.vec_id {
+                by_agent
+                    .entry((r.company_id, r.agent_id))
+                    .or_default()
+                    .push(Op::Remove(vec_id));
+            }
+        }
+        let agents: Vec<(Arc<AgentIndex>, Vec<Op>)> = {
+            let map = indexes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            by_agent
+                .into_iter()
+                .filter_map(|(key, ops)| map.get(&key).map(|a| (Arc::clone(a), ops)))
+                .collect()
+        };
+        for (agent, ops) in agents {
+            let removal = tokio::task::spawn_blocking(move || {
+                for chunk in ops.chunks(REMOVE_CHUNK) {
+                    if let Err(e) = agent.apply(chunk.to_vec()) {
+                        tracing::warn!(error = %e, "cache index: removal failed");
+                    }
+                }
+                agent.compact_in_background();
+            });
+            if let Err(e) = removal.await {
+                tracing::warn!(error = %e, "cache index: removal task failed");
             }
         }
     }
@@ -429,6 +459,48 @@ impl AgentIndex {
         Ok(())
     }
 
+    /// Rebuilds the graph in the background when deletions fill a quarter of it (the rows are
+    /// copied under the read lock; changes made meanwhile are replayed onto the new graph).
+    fn compact_in_background(self: &Arc<Self>) {
+        let Some(lock) = self.built.get() else {
+            return;
+        };
+        let (rows, options, dimension) = {
+            let mut pending = self.pending_ops();
+            if pending.is_some() {
+                return; // a build is already under way
+            }
+            let index = lock
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !index.needs_compaction() {
+                return;
+            }
+            let rows: Vec<(u64, Vec<f32>)> = index
+                .ids()
+                .iter()
+                .filter_map(|id| index.get(*id).map(|v| (*id, v.to_vec())))
+                .collect();
+            *pending = Some(Vec::new());
+            (rows, index.options().clone(), index.dimension())
+        };
+        let agent = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let graph = VectorIndex::rebuild(
+                dimension,
+                options,
+                rows.iter().map(|(id, v)| (*id, v.as_slice())),
+            );
+            match graph {
+                Ok(graph) => agent.replace_with(graph),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cache index not compacted");
+                    *agent.pending_ops() = None;
+                }
+            }
+        });
+    }
+
     /// Puts the graph built in the background in place of the exact index, after replaying
     /// the changes made meanwhile.
     fn replace_with(&self, mut graph: VectorIndex) {
@@ -443,6 +515,21 @@ impl AgentIndex {
             *self.pending_ops() = None;
             return;
         };
+        // Catch up outside the index's lock while changes keep coming (a store inserts into the
+        // graph in about a millisecond: thousands replayed under the lock would hold lookups).
+        loop {
+            let batch = match self.pending_ops().as_mut() {
+                Some(ops) if ops.len() > 64 => std::mem::take(ops),
+                _ => break,
+            };
+            for op in &batch {
+                if let Err(e) = apply(&mut graph, op) {
+                    tracing::warn!(error = %e, "cache index graph not used: exact search stays");
+                    *self.pending_ops() = None;
+                    return;
+                }
+            }
+        }
         let mut pending = self.pending_ops();
         let mut index = lock
             .write()
@@ -543,6 +630,8 @@ fn index_options() -> IndexOptions {
     IndexOptions {
         exact_threshold: 2000,
         build_threads: 1,
+        // Rebuilt in the background by the sweep, never under the agent's lock.
+        auto_compact: false,
         ..IndexOptions::default()
     }
 }

@@ -762,8 +762,34 @@ fn append_sections(
     }
 }
 
-/// Stage 08: persist the turn and its usage, store a cacheable answer in the background,
-/// record metrics. `(config_hit, routed_tier)` are what stage 01 and 06 decided.
+/// The turn a reply makes, as the conversation records it.
+fn turn_of(
+    input: &ChatInput,
+    reply: &ChatReply,
+    model: &str,
+    calls: &[crate::store::CallCost],
+) -> Turn {
+    Turn {
+        agent_id: input.agent_id,
+        conversation_id: input.conversation_id,
+        customer_id: input.customer_id.clone(),
+        user_message: input.message.clone(),
+        reply: reply.reply.clone(),
+        model_used: reply.model_used.clone(),
+        model: model.to_owned(),
+        input_tokens: reply.tokens.input as i64,
+        output_tokens: reply.tokens.output as i64,
+        // Exact: the reply's cost is the micro-USD sum divided by 10^6.
+        cost_microusd: engine::micro_usd(reply.tokens.cost_usd),
+        cached: reply.cached,
+        tool_rounds: reply.step_timings.tool_call_rounds as i64,
+        latency_ms: reply.latency_ms as i64,
+        calls: calls.to_vec(),
+    }
+}
+
+/// Stage 08: persist the turn and its usage (a cache hit's in the background), store a
+/// cacheable answer in the background, record metrics. `(config_hit, routed_tier)` are what stage 01 and 06 decided.
 async fn finish(
     state: &AppState,
     input: &ChatInput,
@@ -774,29 +800,19 @@ async fn finish(
     (config_hit, routed): (bool, Option<&str>),
 ) -> Result<ChatReply, PipelineError> {
     reply.latency_ms = ms(started);
-    state
-        .store
-        .record_turn(
-            input.company_id,
-            &Turn {
-                agent_id: input.agent_id,
-                conversation_id: input.conversation_id,
-                customer_id: input.customer_id.clone(),
-                user_message: input.message.clone(),
-                reply: reply.reply.clone(),
-                model_used: reply.model_used.clone(),
-                model: model.to_owned(),
-                input_tokens: reply.tokens.input as i64,
-                output_tokens: reply.tokens.output as i64,
-                // Exact: the reply's cost is the micro-USD sum divided by 10^6.
-                cost_microusd: engine::micro_usd(reply.tokens.cost_usd),
-                cached: reply.cached,
-                tool_rounds: reply.step_timings.tool_call_rounds as i64,
-                latency_ms: reply.latency_ms as i64,
-                calls: calls.to_vec(),
-            },
-        )
-        .await?;
+    let turn = turn_of(input, &reply, model, calls);
+    if reply.cached {
+        // A hit costs nothing and calls nothing: its turn is written off the response path
+        // (tracked, so a shutdown waits for it); a failure is logged, the answer stands.
+        let (st, company) = (state.clone(), input.company_id);
+        state.tasks.spawn(async move {
+            if let Err(e) = st.store.record_turn(company, &turn).await {
+                tracing::warn!(error = %e, "a cached turn was not recorded");
+            }
+        });
+    } else {
+        state.store.record_turn(input.company_id, &turn).await?;
+    }
     if cacheable {
         let (st, company, agent, q, a) = (
             state.clone(),

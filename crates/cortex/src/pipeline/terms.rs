@@ -113,6 +113,8 @@ const NUMBER_WORDS: &[(&str, u32)] = &[
     ("forty", 40),
     ("fifty", 50),
     ("sixty", 60),
+    ("seventy", 70),
+    ("eighty", 80),
     ("ninety", 90),
     ("hundred", 100),
     ("thousand", 1000),
@@ -140,10 +142,23 @@ const NUMBER_WORDS: &[(&str, u32)] = &[
     ("اربعين", 40),
     ("خمسين", 50),
     ("ستين", 60),
+    ("سبعين", 70),
+    ("ثمانين", 80),
     ("تسعين", 90),
     ("مئه", 100),
     ("مائه", 100),
     ("الف", 1000),
+    // Hours are told with ordinals: `العاشرة ليلا` is 10 pm (`الحادية عشرة`: 11).
+    ("حاديه", 1),
+    ("ثانيه", 2),
+    ("ثالثه", 3),
+    ("رابعه", 4),
+    ("خامسه", 5),
+    ("سادسه", 6),
+    ("سابعه", 7),
+    ("ثامنه", 8),
+    ("تاسعه", 9),
+    ("عاشره", 10),
 ];
 
 const WEEKDAYS: &[(&str, u8)] = &[
@@ -513,6 +528,8 @@ pub fn terms(text: &str) -> Terms {
         > text.chars().filter(char::is_ascii_alphabetic).count();
     let mut t = Terms::default();
     let mut sentence_start = true;
+    // The number word just read, to join `sixty` `five`.
+    let mut previous_number: Option<u32> = None;
     let text = without_thousands_separators(&text);
     let pieces = text
         .split(|c: char| {
@@ -520,6 +537,7 @@ pub fn terms(text: &str) -> Terms {
         })
         .flat_map(split_compound);
     for raw in pieces {
+        let previous = previous_number.take();
         let ends_sentence = raw.ends_with(['.', '!', '?']);
         let word = raw.trim_matches(|c: char| !c.is_alphanumeric());
         if word.is_empty() {
@@ -583,7 +601,20 @@ pub fn terms(text: &str) -> Terms {
             }
         }
         if let Some(n) = lookup(NUMBER_WORDS, &forms) {
+            // `sixty-five`, `sixty five` → 65; `الحادية عشرة` → 11.
+            let n = match (previous, n) {
+                (Some(tens @ 20..=90), unit @ 1..=9) if tens % 10 == 0 => {
+                    t.numbers.remove(&tens.to_string());
+                    tens + unit
+                }
+                (Some(unit @ 1..=2), 10) if forms.iter().any(|f| f == "عشره") => {
+                    t.numbers.remove(&unit.to_string());
+                    10 + unit
+                }
+                _ => n,
+            };
             t.numbers.insert(n.to_string());
+            previous_number = Some(n);
             continue;
         }
         let capital = word.chars().next().is_some_and(char::is_uppercase);
@@ -710,6 +741,30 @@ mod tests {
 
     fn agree(a: &str, b: &str) -> bool {
         terms(a).agree(&terms(b))
+    }
+
+    #[test]
+    fn number_words_join_into_one_number() {
+        assert!(agree(
+            "Is the flu vaccine free for people over 65?",
+            "Is the flu vaccine free for people over sixty-five?"
+        ));
+        assert!(!agree(
+            "Is the flu vaccine free for people over 65?",
+            "Is the flu vaccine free for people over sixty?"
+        ));
+        assert!(agree(
+            "هل يعمل مركز خدمة العملاء بعد الساعة 10 مساءً؟",
+            "هل يعمل مركز خدمة العملاء بعد العاشرة مساءً؟"
+        ));
+        assert!(agree(
+            "هل يمكنني حجز طاولة الساعة 11 مساءً؟",
+            "هل يمكنني حجز طاولة عند الحادية عشرة مساءً؟"
+        ));
+        assert!(!agree(
+            "هل يمكنني حجز طاولة الساعة 11 مساءً؟",
+            "هل يمكنني حجز طاولة عند العاشرة مساءً؟"
+        ));
     }
 
     #[test]

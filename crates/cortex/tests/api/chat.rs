@@ -683,6 +683,17 @@ async fn repeated_questions_are_served_from_the_cache(b: Backend) {
         json!({"input": 0, "output": 0, "cost_usd": 0.0})
     );
     assert_eq!(e.fake.chat_requests().len(), 1, "the model was not called");
+    // The hit's turn is recorded too (off the response path).
+    eventually(|| async {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM conversation_messages WHERE role = 'assistant' AND content = 'We open at 9 AM.'",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        (n == 2).then_some(())
+    })
+    .await;
 
     // An answer that used the customer's memory is never cached.
     use cortex::store::MemoryStore;
