@@ -17,6 +17,39 @@ use crate::store::SqlStore;
 
 /// Connect to the database, apply migrations, settle the signing secret and create the first
 /// admin on an empty database.
+/// How long another node's ingestion may go without a change before it is taken for dead
+/// (PostgreSQL: nodes share the documents; an ingestion is one request, bounded by the
+/// conversion timeout and the embedding calls).
+const INGESTION_ABANDONED_AFTER_MINUTES: i64 = 60;
+
+/// Documents left `processing` by a process that died are failed at start-up, so their sources
+/// say what happened instead of "processing" for ever. On SQLite this process is the only one:
+/// every such document is from before it. On PostgreSQL only those unchanged for an hour
+/// (another node may be ingesting the others right now).
+async fn fail_interrupted_ingestions(store: &SqlStore) -> anyhow::Result<()> {
+    use crate::store::{Backend, KnowledgeStore};
+    let before = match store.backend() {
+        Backend::Sqlite => chrono::Utc::now(),
+        Backend::Postgres => {
+            chrono::Utc::now() - chrono::Duration::minutes(INGESTION_ABANDONED_AFTER_MINUTES)
+        }
+    };
+    let failed = store
+        .fail_interrupted_documents(
+            before,
+            "ingestion interrupted: the server stopped while processing this document; upload it again",
+        )
+        .await
+        .context("failing interrupted ingestions")?;
+    if failed > 0 {
+        tracing::warn!(
+            documents = failed,
+            "documents left processing by a stopped server marked failed"
+        );
+    }
+    Ok(())
+}
+
 pub async fn init(config: Config) -> anyhow::Result<AppState> {
     // Metrics recorded from here on reach `/v1/metrics`.
     let _ = crate::telemetry::prometheus();
@@ -26,6 +59,7 @@ pub async fn init(config: Config) -> anyhow::Result<AppState> {
         .await
         .context("connecting to the database")?;
     store.migrate().await.context("applying migrations")?;
+    fail_interrupted_ingestions(&store).await?;
 
     let secret = match &config.auth.jwt_secret {
         Some(s) => s.expose_secret().to_owned(),

@@ -272,6 +272,14 @@ pub trait KnowledgeStore {
         document_id: Uuid,
         error: &str,
     ) -> StoreResult<()>;
+    /// Fails every document still `processing` whose last change is older than `before`: its
+    /// ingestion died with its process (a crash, a kill). Their sources' aggregates are
+    /// rewritten. Returns how many documents.
+    async fn fail_interrupted_documents(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        error: &str,
+    ) -> StoreResult<u64>;
     /// Replaces the chunks of one document in one transaction and marks it completed (the
     /// source takes `embedding` as its model). Returns the vector ids of the chunks removed.
     #[allow(clippy::too_many_arguments)]
@@ -679,6 +687,42 @@ impl KnowledgeStore for SqlStore {
         refresh_source(&mut tx, &company, &source, &at).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn fail_interrupted_documents(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        error: &str,
+    ) -> StoreResult<u64> {
+        let at = fmt_ts(now());
+        let mut tx = self.pool().begin().await?;
+        let stuck: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT company_id, source_id, id FROM knowledge_documents \
+             WHERE status = 'processing' AND updated_at < $1",
+        )
+        .bind(fmt_ts(before))
+        .fetch_all(&mut *tx)
+        .await?;
+        for (company, source, id) in &stuck {
+            sqlx::query(concat!(
+                "UPDATE knowledge_documents SET status = 'failed', error = $1, updated_at = $2",
+                " WHERE company_id = $3 AND source_id = $4 AND id = $5 AND status = 'processing'"
+            ))
+            .bind(error)
+            .bind(&at)
+            .bind(company)
+            .bind(source)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let sources: std::collections::BTreeSet<(&String, &String)> =
+            stuck.iter().map(|(c, s, _)| (c, s)).collect();
+        for (company, source) in sources {
+            refresh_source(&mut tx, company, source, &at).await?;
+        }
+        tx.commit().await?;
+        Ok(stuck.len() as u64)
     }
 
     async fn replace_document_chunks(

@@ -31,6 +31,7 @@ on_every_backend!(
     sources_hold_many_documents,
     a_failed_document_fails_the_source_until_replaced_or_deleted,
     old_sources_migrate_to_one_document_each,
+    an_ingestion_cut_off_by_a_stop_is_failed_at_start_up,
 );
 
 fn fixture_path(name: &str) -> PathBuf {
@@ -1775,6 +1776,81 @@ async fn a_failed_document_fails_the_source_until_replaced_or_deleted(b: Backend
 
 /// A database made before sources held several documents: migrated, each source becomes a
 /// source with one document that a new ingestion of the same name replaces.
+/// A document left `processing` by a server that stopped mid-ingestion is failed when a server
+/// starts (on PostgreSQL, once it has not changed for an hour: another node may be working on
+/// it), and its source says so; one still being ingested elsewhere is left alone.
+async fn an_ingestion_cut_off_by_a_stop_is_failed_at_start_up(b: Backend) {
+    use cortex::knowledge::model::SourceKind;
+    use cortex::store::KnowledgeStore;
+    let url = match b {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap().keep();
+            format!("sqlite://{}?mode=rwc", dir.join("stop.db").display())
+        }
+        Backend::Postgres => crate::helpers::fresh_postgres_schema().await,
+    };
+    let first = spawn_app_with(b, |c| c.database_url = Some(url.clone())).await;
+    let s = first.admin().await;
+    let company: Uuid = first.company_id(&s).await.parse().unwrap();
+    let store = &first.state.store;
+    let source = store
+        .create_source(company, "Handbook", SourceKind::File, None)
+        .await
+        .unwrap();
+    let cut = store
+        .begin_document(company, source.id, "cut.md", SourceKind::File)
+        .await
+        .unwrap();
+    let current = store
+        .begin_document(company, source.id, "current.md", SourceKind::File)
+        .await
+        .unwrap();
+    // The cut-off one was last touched two hours ago.
+    sqlx::query("UPDATE knowledge_documents SET updated_at = $1 WHERE id = $2")
+        .bind("2020-01-01T00:00:00.000000Z")
+        .bind(cut.id.to_string())
+        .execute(&first.raw_db().await)
+        .await
+        .unwrap();
+    drop(first);
+
+    let second = spawn_app_with(b, |c| c.database_url = Some(url.clone())).await;
+    let docs = second
+        .state
+        .store
+        .list_documents(company, source.id, 10, 0)
+        .await
+        .unwrap();
+    let status = |id: Uuid| {
+        let d = docs.items.iter().find(|d| d.id == id).unwrap();
+        (d.status.clone(), d.error.clone().unwrap_or_default())
+    };
+    let (cut_status, cut_error) = status(cut.id);
+    assert_eq!(cut_status.as_str(), "failed");
+    assert!(cut_error.contains("interrupted"), "{cut_error}");
+    let (current_status, _) = status(current.id);
+    // SQLite has one process: whatever it left processing is dead. PostgreSQL nodes share it.
+    let expected = if b == Backend::Sqlite {
+        "failed"
+    } else {
+        "processing"
+    };
+    assert_eq!(current_status.as_str(), expected);
+    let source = second
+        .state
+        .store
+        .get_source(company, source.id)
+        .await
+        .unwrap()
+        .unwrap();
+    let expected = if b == Backend::Sqlite {
+        "failed"
+    } else {
+        "processing"
+    };
+    assert_eq!(source.status.as_str(), expected);
+}
+
 async fn old_sources_migrate_to_one_document_each(b: Backend) {
     let url = match b {
         Backend::Sqlite => {
