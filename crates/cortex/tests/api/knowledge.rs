@@ -1823,7 +1823,7 @@ async fn an_ingestion_cut_off_by_a_stop_is_failed_at_start_up(b: Backend) {
         .unwrap();
     let status = |id: Uuid| {
         let d = docs.items.iter().find(|d| d.id == id).unwrap();
-        (d.status.clone(), d.error.clone().unwrap_or_default())
+        (d.status, d.error.clone().unwrap_or_default())
     };
     let (cut_status, cut_error) = status(cut.id);
     assert_eq!(cut_status.as_str(), "failed");
