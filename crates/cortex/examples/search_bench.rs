@@ -129,7 +129,10 @@ async fn main() {
                 "WHEN 2 THEN 'wooden crate' ELSE 'plastic bin' END) || ' kept in aisle ' || (i % 97) || ' of the warehouse.', ",
                 // A vector of its own per row, so the HNSW index is a real graph.
                 "c.heading_path, c.page, c.locator, c.token_count, c.model_id, c.dimension, c.vector, ",
-                "(SELECT CAST(array_agg(random() + 0 * i) AS vector) FROM generate_series(1, 384)), c.created_at ",
+                // (`d` keeps the aggregate in the subquery: with only the outer `i` it would be
+                // the outer query's aggregate.)
+                "(SELECT CAST(array_agg(random() - 0.5 + 0 * i + 0 * d) AS vector) FROM generate_series(1, 384) AS g(d)), ",
+                "c.created_at ",
                 "FROM generate_series(1, $2) AS n(i), (SELECT * FROM knowledge_chunks WHERE source_id = $1 LIMIT 1) c"
             ),
         };
