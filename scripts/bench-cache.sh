@@ -8,6 +8,7 @@
 # Usage: scripts/bench-cache.sh [minutes] [seconds-per-hit-run]   (CORTEX_BENCH_SKIP_HITS=1 skips part 2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
 MINUTES="${1:-10}"; SECS="${2:-10}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cortex-target}"
 [ -n "${CORTEX_BENCH_NO_BUILD:-}" ] || cargo build --release -q -p cortex -p cortex-fakellm --bins --examples
@@ -42,13 +43,7 @@ start_server() {
     CORTEX_LIMITS__COMPANY_REQUESTS=1000000000 CORTEX_LIMITS__CONVERSATION_MESSAGES=1000000000 CORTEX_MEMORY__EXTRACT_FACTS=false \
     CORTEX_LOG__LEVEL=warn "$@" "$BIN/cortex" serve --bind "127.0.0.1:$port" >"$dir/server.log" 2>&1 &
   srv_pid=$!
-  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
-  API="http://127.0.0.1:$port"
-  token=$(curl -sf -X POST "$API/portal/api/login" -H 'content-type: application/json' \
-    -d '{"email":"admin@cortex.local","password":"bench-password-123"}' | python3 -c 'import sys,json;print(json.load(sys.stdin)["token"])')
-  key=$(curl -sf -X POST "$API/portal/api/keys" -H "authorization: Bearer $token" -H 'content-type: application/json' \
-    -d '{"name":"bench"}' | python3 -c 'import sys,json;print(json.load(sys.stdin)["key"])')
-  company=$(curl -sf "$API/v1/me" -H "x-api-key: $key" | python3 -c 'import sys,json;print(json.load(sys.stdin)["company_id"])')
+  bench_connect "$port"
 }
 new_agent() {
   curl -sf -X POST "$API/v1/agents" -H "x-api-key: $key" -H 'content-type: application/json' \

@@ -7,6 +7,7 @@
 #   runs waiting on a slow model instead of writing their events beside the starts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
 RUNS="${1:-100}"; VIEWERS="${2:-100}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cortex-target}"
 NO_BUILD="${CORTEX_BENCH_NO_BUILD:-}"; DEBUG="${CORTEX_BENCH_DEBUG:-}"; FAKE_LATENCY="${CORTEX_BENCH_FAKE_LATENCY_MS:-0}"; STARTS_ONLY="${STARTS_ONLY:-false}"; unset CORTEX_BENCH_NO_BUILD CORTEX_BENCH_DEBUG CORTEX_BENCH_FAKE_LATENCY_MS
@@ -27,11 +28,6 @@ OPENAI_API_KEY=bench OPENAI_BASE_URL="$FAKE" CORTEX_DATA_DIR="$dir/data" CORTEX_
   CORTEX_PLANS__ENTERPRISE__CONCURRENT_RUNS=100000 CORTEX_LOG__LEVEL=warn \
   "$BIN/cortex" serve --bind "127.0.0.1:$port" >"$dir/server.log" 2>&1 &
 srv_pid=$!
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
-API="http://127.0.0.1:$port"
-token=$(curl -sf -X POST "$API/portal/api/login" -H 'content-type: application/json' \
-  -d '{"email":"admin@cortex.local","password":"bench-password-123"}' | python3 -c 'import sys,json;print(json.load(sys.stdin)["token"])')
-key=$(curl -sf -X POST "$API/portal/api/keys" -H "authorization: Bearer $token" -H 'content-type: application/json' \
-  -d '{"name":"bench"}' | python3 -c 'import sys,json;print(json.load(sys.stdin)["key"])')
+bench_connect "$port"
 "$BIN/examples/runs_bench" --api "$API" --key "$key" --fake "$FAKE" --server-pid "$srv_pid" \
   --runs "$RUNS" --viewers-per-run "$VIEWERS" --starts-only "${STARTS_ONLY:-false}"

@@ -1776,19 +1776,25 @@ async fn a_failed_document_fails_the_source_until_replaced_or_deleted(b: Backend
 
 /// A database made before sources held several documents: migrated, each source becomes a
 /// source with one document that a new ingestion of the same name replaces.
+/// A database of its own that a second app can be started on: a SQLite file, or a fresh
+/// PostgreSQL schema.
+async fn database_that_outlives_the_app(b: Backend) -> String {
+    match b {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap().keep();
+            format!("sqlite://{}?mode=rwc", dir.join("cortex.db").display())
+        }
+        Backend::Postgres => crate::helpers::fresh_postgres_schema().await,
+    }
+}
+
 /// A document left `processing` by a server that stopped mid-ingestion is failed when a server
 /// starts (on PostgreSQL, once it has not changed for an hour: another node may be working on
 /// it), and its source says so; one still being ingested elsewhere is left alone.
 async fn an_ingestion_cut_off_by_a_stop_is_failed_at_start_up(b: Backend) {
     use cortex::knowledge::model::SourceKind;
     use cortex::store::KnowledgeStore;
-    let url = match b {
-        Backend::Sqlite => {
-            let dir = tempfile::tempdir().unwrap().keep();
-            format!("sqlite://{}?mode=rwc", dir.join("stop.db").display())
-        }
-        Backend::Postgres => crate::helpers::fresh_postgres_schema().await,
-    };
+    let url = database_that_outlives_the_app(b).await;
     let first = spawn_app_with(b, |c| c.database_url = Some(url.clone())).await;
     let s = first.admin().await;
     let company: Uuid = first.company_id(&s).await.parse().unwrap();
@@ -1852,13 +1858,7 @@ async fn an_ingestion_cut_off_by_a_stop_is_failed_at_start_up(b: Backend) {
 }
 
 async fn old_sources_migrate_to_one_document_each(b: Backend) {
-    let url = match b {
-        Backend::Sqlite => {
-            let dir = tempfile::tempdir().unwrap().keep();
-            format!("sqlite://{}?mode=rwc", dir.join("old.db").display())
-        }
-        Backend::Postgres => crate::helpers::fresh_postgres_schema().await,
-    };
+    let url = database_that_outlives_the_app(b).await;
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(&url).await.unwrap();
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(match b {

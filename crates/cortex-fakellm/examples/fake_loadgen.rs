@@ -1,6 +1,6 @@
 //! Load generator to check the fake's own throughput.
 //!
-//! `cargo run --release -p cortex-fakellm --example loadgen -- URL [SECONDS] [CONCURRENCY] [stream]`
+//! `cargo run --release -p cortex-fakellm --example fake_loadgen -- URL [SECONDS] [CONCURRENCY] [stream]`
 //! where URL is a base URL such as `http://127.0.0.1:PORT/v1`; prints requests per second.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a developer tool, not library code
@@ -16,7 +16,7 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let base = args
         .get(1)
-        .expect("usage: loadgen URL [SECONDS] [CONCURRENCY] [stream]")
+        .expect("usage: fake_loadgen URL [SECONDS] [CONCURRENCY] [stream]")
         .clone();
     let secs: u64 = args.get(2).map_or(5, |s| s.parse().unwrap());
     let conc: usize = args.get(3).map_or(32, |s| s.parse().unwrap());
