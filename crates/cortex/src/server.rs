@@ -15,8 +15,6 @@ use crate::config::Config;
 use crate::state::AppState;
 use crate::store::SqlStore;
 
-/// Connect to the database, apply migrations, settle the signing secret and create the first
-/// admin on an empty database.
 /// How long another node's ingestion may go without a change before it is taken for dead
 /// (PostgreSQL: nodes share the documents; an ingestion is one request, bounded by the
 /// conversion timeout and the embedding calls).
@@ -50,6 +48,8 @@ async fn fail_interrupted_ingestions(store: &SqlStore) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Connect to the database, apply migrations, settle the signing secret and create the first
+/// admin on an empty database.
 pub async fn init(config: Config) -> anyhow::Result<AppState> {
     // Metrics recorded from here on reach `/v1/metrics`.
     let _ = crate::telemetry::prometheus();

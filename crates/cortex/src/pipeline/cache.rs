@@ -270,20 +270,7 @@ impl AnswerCache {
                 .map_err(|e| CacheError::Index(e.to_string()))?;
                 if large {
                     *building.pending_ops() = Some(Vec::new());
-                    tokio::task::spawn_blocking(move || {
-                        let graph = VectorIndex::rebuild(
-                            dimension,
-                            index_options(),
-                            rows.iter().map(|(id, v)| (*id, v.as_slice())),
-                        );
-                        match graph {
-                            Ok(graph) => building.replace_with(graph),
-                            Err(e) => {
-                                tracing::warn!(error = %e, "cache index graph not built: exact search stays");
-                                *building.pending_ops() = None;
-                            }
-                        }
-                    });
+                    building.build_graph_in_background(dimension, index_options(), rows);
                 }
                 Ok::<_, CacheError>(RwLock::new(built))
             })
@@ -484,7 +471,18 @@ impl AgentIndex {
             *pending = Some(Vec::new());
             (rows, index.options().clone(), index.dimension())
         };
-        let agent = Arc::clone(self);
+        Arc::clone(self).build_graph_in_background(dimension, options, Arc::new(rows));
+    }
+
+    /// Builds a graph of `rows` on the blocking pool and puts it in place of the current index
+    /// ([`AgentIndex::replace_with`]); the caller has started recording changes in `pending`.
+    /// On failure the current index stays and the recording stops.
+    fn build_graph_in_background(
+        self: Arc<Self>,
+        dimension: usize,
+        options: IndexOptions,
+        rows: Arc<Vec<(u64, Vec<f32>)>>,
+    ) {
         tokio::task::spawn_blocking(move || {
             let graph = VectorIndex::rebuild(
                 dimension,
@@ -492,10 +490,10 @@ impl AgentIndex {
                 rows.iter().map(|(id, v)| (*id, v.as_slice())),
             );
             match graph {
-                Ok(graph) => agent.replace_with(graph),
+                Ok(graph) => self.replace_with(graph),
                 Err(e) => {
-                    tracing::warn!(error = %e, "cache index not compacted");
-                    *agent.pending_ops() = None;
+                    tracing::warn!(error = %e, "cache index graph not built: the current index stays");
+                    *self.pending_ops() = None;
                 }
             }
         });

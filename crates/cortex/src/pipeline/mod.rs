@@ -789,7 +789,8 @@ fn turn_of(
 }
 
 /// Stage 08: persist the turn and its usage (a cache hit's in the background), store a
-/// cacheable answer in the background, record metrics. `(config_hit, routed_tier)` are what stage 01 and 06 decided.
+/// cacheable answer in the background, record metrics. `(config_hit, routed_tier)` are what
+/// stages 01 and 06 decided.
 async fn finish(
     state: &AppState,
     input: &ChatInput,

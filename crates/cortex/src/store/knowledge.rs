@@ -696,33 +696,21 @@ impl KnowledgeStore for SqlStore {
     ) -> StoreResult<u64> {
         let at = fmt_ts(now());
         let mut tx = self.pool().begin().await?;
-        let stuck: Vec<(String, String, String)> = sqlx::query_as(
-            "SELECT company_id, source_id, id FROM knowledge_documents \
-             WHERE status = 'processing' AND updated_at < $1",
-        )
+        let failed: Vec<(String, String)> = sqlx::query_as(concat!(
+            "UPDATE knowledge_documents SET status = 'failed', error = $1, updated_at = $2",
+            " WHERE status = 'processing' AND updated_at < $3 RETURNING company_id, source_id"
+        ))
+        .bind(error)
+        .bind(&at)
         .bind(fmt_ts(before))
         .fetch_all(&mut *tx)
         .await?;
-        for (company, source, id) in &stuck {
-            sqlx::query(concat!(
-                "UPDATE knowledge_documents SET status = 'failed', error = $1, updated_at = $2",
-                " WHERE company_id = $3 AND source_id = $4 AND id = $5 AND status = 'processing'"
-            ))
-            .bind(error)
-            .bind(&at)
-            .bind(company)
-            .bind(source)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let sources: std::collections::BTreeSet<(&String, &String)> =
-            stuck.iter().map(|(c, s, _)| (c, s)).collect();
+        let sources: std::collections::BTreeSet<&(String, String)> = failed.iter().collect();
         for (company, source) in sources {
             refresh_source(&mut tx, company, source, &at).await?;
         }
         tx.commit().await?;
-        Ok(stuck.len() as u64)
+        Ok(failed.len() as u64)
     }
 
     async fn replace_document_chunks(

@@ -46,24 +46,23 @@ fn fixture(name: &str) -> Vec<u8> {
 
 /// The all-MiniLM-L6-v2 directory, or `None` when local-embedder tests are explicitly skipped.
 pub(crate) fn minilm_dir() -> Option<String> {
-    match std::env::var("CORTEX_TEST_MINILM_DIR") {
-        Ok(dir) if !dir.is_empty() => Some(dir),
-        _ if std::env::var("CORTEX_SKIP_LOCAL_EMBED").as_deref() == Ok("1") => None,
-        _ => panic!(
-            "CORTEX_TEST_MINILM_DIR is not set: export CORTEX_TEST_MINILM_DIR=\"$(scripts/minilm-dir.sh)\" \
-             (or CORTEX_SKIP_LOCAL_EMBED=1 to skip the local embedder tests)"
-        ),
-    }
+    model_dir("CORTEX_TEST_MINILM_DIR", "scripts/minilm-dir.sh")
 }
 
 /// The multilingual-e5-small weights (`scripts/e5-dir.sh`), or `None` when the local embedder
 /// tests are skipped.
 pub(crate) fn e5_dir() -> Option<String> {
-    match std::env::var("CORTEX_TEST_E5_DIR") {
+    model_dir("CORTEX_TEST_E5_DIR", "scripts/e5-dir.sh")
+}
+
+/// The model directory named by the environment variable `var` (which `script` prints), or
+/// `None` when `CORTEX_SKIP_LOCAL_EMBED=1`; unset otherwise is a failure, not a silent skip.
+fn model_dir(var: &str, script: &str) -> Option<String> {
+    match std::env::var(var) {
         Ok(dir) if !dir.is_empty() => Some(dir),
         _ if std::env::var("CORTEX_SKIP_LOCAL_EMBED").as_deref() == Ok("1") => None,
         _ => panic!(
-            "CORTEX_TEST_E5_DIR is not set: export CORTEX_TEST_E5_DIR=\"$(scripts/e5-dir.sh)\" \
+            "{var} is not set: export {var}=\"$({script})\" \
              (or CORTEX_SKIP_LOCAL_EMBED=1 to skip the local embedder tests)"
         ),
     }
