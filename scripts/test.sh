@@ -46,6 +46,11 @@ ensure_redis
 command -v bwrap >/dev/null || { say "installing bubblewrap"; apt_install bubblewrap; } \
   || die "bubblewrap could not be installed (apt-get install bubblewrap)"
 
+# The portal's browser tests drive Debian's Chromium through chromedriver (never a downloaded browser).
+{ command -v chromium >/dev/null && command -v chromedriver >/dev/null; } \
+  || { say "installing chromium and chromium-driver"; apt_install chromium chromium-driver; } \
+  || die "Chromium could not be installed (apt-get install chromium chromium-driver)"
+
 say "format check"
 cargo fmt --all -- --check || die "cargo fmt --check failed: run cargo fmt"
 

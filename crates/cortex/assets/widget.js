@@ -46,31 +46,53 @@
   }
 
   // UI, isolated in a shadow root so the page's styles do not leak in.
-  var host = document.createElement("div");
-  host.style.cssText = "position:fixed;right:20px;bottom:20px;z-index:2147483000";
-  var root = host.attachShadow ? host.attachShadow({ mode: "open" }) : host;
-  root.innerHTML =
-    "<style>" +
-    ".b{width:56px;height:56px;border-radius:28px;border:0;background:#1f6feb;color:#fff;font:600 22px sans-serif;cursor:pointer;box-shadow:0 4px 14px rgba(0,0,0,.25)}" +
-    ".p{display:none;flex-direction:column;width:340px;height:460px;background:#fff;border-radius:12px;box-shadow:0 8px 30px rgba(0,0,0,.3);overflow:hidden;font:14px/1.4 sans-serif;margin-bottom:10px}" +
+  var css =
+    ".b{width:56px;height:56px;border-radius:28px;border:0;padding:0;background:#1f6feb;color:#fff;cursor:pointer;box-shadow:0 4px 14px rgba(0,0,0,.25);display:flex;align-items:center;justify-content:center;margin-left:auto}" +
+    ".b svg{width:28px;height:28px;display:block;fill:currentColor}.b:focus-visible{outline:3px solid #1f6feb;outline-offset:3px}" +
+    ".p{display:none;flex-direction:column;width:340px;max-width:calc(100vw - 40px);height:460px;max-height:calc(100vh - 110px);background:#fff;color:#1f2328;border-radius:12px;box-shadow:0 8px 30px rgba(0,0,0,.3);overflow:hidden;font:14px/1.4 sans-serif;margin-bottom:10px}" +
     ".p.o{display:flex}.h{background:#1f6feb;color:#fff;padding:10px 12px;font-weight:600}" +
     ".m{flex:1;overflow-y:auto;padding:10px;display:flex;flex-direction:column;gap:8px;background:#f6f8fa}" +
     ".u,.a{max-width:80%;padding:8px 10px;border-radius:10px;white-space:pre-wrap;word-wrap:break-word}" +
     ".u{align-self:flex-end;background:#1f6feb;color:#fff}.a{align-self:flex-start;background:#fff;border:1px solid #d0d7de}" +
     ".e{color:#cf222e;font-size:12px}form{display:flex;border-top:1px solid #d0d7de}" +
-    "input{flex:1;border:0;padding:10px;font:inherit;outline:none}button.s{border:0;background:none;color:#1f6feb;font-weight:600;padding:0 12px;cursor:pointer}" +
-    "</style>" +
-    "<div class='p'><div class='h'></div><div class='m'></div>" +
-    "<form><input placeholder='Type a message…' maxlength='16000' autocomplete='off'><button class='s'>Send</button></form></div>" +
-    "<button class='b' aria-label='Open chat'>&#128172;</button>";
+    "input{flex:1;border:0;padding:10px;font:inherit;color:inherit;background:#fff;outline:none}button.s{border:0;background:none;color:#1f6feb;font-weight:600;padding:0 12px;cursor:pointer}";
+  var host = document.createElement("div");
+  host.style.cssText = "position:fixed;right:20px;bottom:20px;z-index:2147483000";
+  var root = host.attachShadow ? host.attachShadow({ mode: "open" }) : host;
+  // A strict Content-Security-Policy (style-src without 'unsafe-inline') blocks a <style>
+  // element, but not a constructed stylesheet adopted by the shadow root.
+  var adopted = false;
+  if (root !== host && "adoptedStyleSheets" in root && typeof CSSStyleSheet === "function") {
+    try {
+      var sheet = new CSSStyleSheet();
+      sheet.replaceSync(css);
+      root.adoptedStyleSheets = [sheet];
+      adopted = true;
+    } catch (e) { adopted = false; }
+  }
+  // The open button is drawn (a speech bubble), not an emoji that needs an emoji font.
+  var icon =
+    "<svg viewBox='0 0 24 24' aria-hidden='true' focusable='false'>" +
+    "<path d='M4 3h16a2 2 0 0 1 2 2v11a2 2 0 0 1-2 2h-9.2L6 21.6V18H4a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2z'/>" +
+    "<circle cx='8' cy='10.5' r='1.3' fill='#1f6feb'/><circle cx='12' cy='10.5' r='1.3' fill='#1f6feb'/><circle cx='16' cy='10.5' r='1.3' fill='#1f6feb'/>" +
+    "</svg>";
+  root.innerHTML =
+    (adopted ? "" : "<style>" + css + "</style>") +
+    "<div class='p' role='region' aria-label='Chat'><div class='h'></div><div class='m' role='log'></div>" +
+    "<form><input placeholder='Type a message…' aria-label='Message' maxlength='16000' autocomplete='off'><button class='s'>Send</button></form></div>" +
+    "<button class='b' type='button' aria-label='Open chat' aria-expanded='false'>" + icon + "</button>";
   var panel = root.querySelector(".p");
   var messages = root.querySelector(".m");
   var form = root.querySelector("form");
   var input = root.querySelector("input");
   root.querySelector(".h").textContent = title;
-  root.querySelector(".b").addEventListener("click", function () {
+  var opener = root.querySelector(".b");
+  opener.addEventListener("click", function () {
     panel.classList.toggle("o");
-    if (panel.classList.contains("o")) input.focus();
+    var open = panel.classList.contains("o");
+    opener.setAttribute("aria-expanded", open ? "true" : "false");
+    opener.setAttribute("aria-label", open ? "Close chat" : "Open chat");
+    if (open) input.focus();
   });
 
   function bubble(cls, text) {

@@ -26,6 +26,9 @@ pub const PUBLIC_ROUTES: &[&str] = &[
     "/v1/sdk/init",
     "/v1/sdk/config/{agent_id}",
     "/widget.js",
+    // The developer portal's page and assets; its data comes from the API with the user's token.
+    "/",
+    "/ui/{*path}",
 ];
 
 /// Routes that also take the credential as `?token=` (EventSource cannot send headers).

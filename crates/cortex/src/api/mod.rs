@@ -19,6 +19,7 @@ pub mod portal;
 pub mod runs;
 pub mod sdk;
 pub mod sse;
+pub mod ui;
 
 use std::sync::Arc;
 
@@ -165,6 +166,8 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .route("/widget.js", axum::routing::get(sdk::widget_js))
+        .route("/", axum::routing::get(ui::index))
+        .route("/ui/{*path}", axum::routing::get(ui::asset))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.limits.json_body_bytes))

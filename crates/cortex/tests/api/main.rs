@@ -9,6 +9,7 @@ mod helpers;
 
 mod agents;
 mod auth;
+mod browser;
 mod cache;
 mod chat;
 mod cli;
