@@ -1,6 +1,6 @@
 // The portal: sign-in, the layout and the hash router. Each page is its own module under
 // pages/, loaded when first opened, exporting `default function Page({params})`.
-import { html, render, useState, useEffect, Loading, ErrorBox } from "./lib/ui.js";
+import { html, render, useState, useEffect, Loading, ErrorBox, markReady as ready } from "./lib/ui.js";
 import { api, session, ApiError } from "./lib/api.js";
 
 const NAV = [
@@ -59,11 +59,6 @@ function useHashPath() {
     return () => removeEventListener("hashchange", on);
   }, []);
   return path;
-}
-
-/** Marks the moment a page is on screen and usable (read by the portal benchmark). */
-function ready(name) {
-  try { if (!performance.getEntriesByName(name).length) performance.mark(name); } catch { /* old browser */ }
 }
 
 const modules = {};

@@ -152,18 +152,33 @@ mod tests {
     fn gzip_is_accepted_unless_refused() {
         let mut h = HeaderMap::new();
         assert!(!accepts_gzip(&h));
-        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip, deflate, br"));
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("gzip, deflate, br"),
+        );
         assert!(accepts_gzip(&h));
-        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("br, gzip;q=0"));
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("br, gzip;q=0"),
+        );
         assert!(!accepts_gzip(&h));
-        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("GZIP;q=0.5"));
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("GZIP;q=0.5"),
+        );
         assert!(accepts_gzip(&h));
     }
 
     #[test]
     fn the_portal_is_embedded() {
         let files = files();
-        for f in ["index.html", "app.js", "app.css", "lib/api.js", "vendor/htm-preact-3.1.1.mjs"] {
+        for f in [
+            "index.html",
+            "app.js",
+            "app.css",
+            "lib/api.js",
+            "vendor/htm-preact-3.1.1.mjs",
+        ] {
             assert!(files.iter().any(|p| p == f), "{f} missing from {files:?}");
         }
     }

@@ -21,7 +21,8 @@ use crate::helpers::{
 /// chromedriver and Chromium from Debian (`scripts/test.sh` installs `chromium chromium-driver`).
 fn driver_binary() -> PathBuf {
     let path = PathBuf::from(
-        std::env::var("CORTEX_TEST_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into()),
+        std::env::var("CORTEX_TEST_CHROMEDRIVER")
+            .unwrap_or_else(|_| "/usr/bin/chromedriver".into()),
     );
     assert!(
         path.exists(),
@@ -76,7 +77,8 @@ impl Browser {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let profile = tempfile::tempdir().unwrap();
-        let binary = std::env::var("CORTEX_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        let binary =
+            std::env::var("CORTEX_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
         let caps = json!({
             "browserName": "chrome",
             "goog:chromeOptions": {
@@ -130,10 +132,9 @@ impl Browser {
                 return v;
             }
             if Instant::now() > deadline {
-                self.shot(&format!("timeout-{}", what.replace(' ', "-"))).await;
-                let body = self
-                    .js("return document.body.innerText", vec![])
+                self.shot(&format!("timeout-{}", what.replace(' ', "-")))
                     .await;
+                let body = self.js("return document.body.innerText", vec![]).await;
                 panic!("waited 20 s for {what} ({expr}); the page says:\n{body}");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -196,9 +197,20 @@ async fn the_portal_is_served_with_a_strict_policy_and_revalidates() {
     let client = reqwest::Client::new();
     let r = client.get(format!("{}/", app.base)).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_owned();
-    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe"), "{csp}");
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe"),
+        "{csp}"
+    );
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
     let html = r.text().await.unwrap();
     assert!(html.contains("/ui/app.js"), "{html}");
 
@@ -225,9 +237,17 @@ async fn the_portal_is_served_with_a_strict_policy_and_revalidates() {
         .send()
         .await
         .unwrap();
-    assert!(vendor.headers()["cache-control"].to_str().unwrap().contains("immutable"));
     assert!(
-        vendor.headers()["content-type"].to_str().unwrap().starts_with("text/javascript")
+        vendor.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("immutable")
+    );
+    assert!(
+        vendor.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
     );
     let missing = client
         .get(format!("{}/ui/nope.js", app.base))
@@ -236,7 +256,11 @@ async fn the_portal_is_served_with_a_strict_policy_and_revalidates() {
         .unwrap();
     assert_eq!(missing.status(), 404);
     // The API keeps its paths and its authentication.
-    let me = client.get(format!("{}/v1/me", app.base)).send().await.unwrap();
+    let me = client
+        .get(format!("{}/v1/me", app.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(me.status(), 401);
 }
 
@@ -274,12 +298,17 @@ async fn sign_in_create_a_key_use_it_revoke_it_sign_out() {
     assert_eq!(me.body["auth"], "api_key");
 
     // Close the dialog, then revoke the key from its row, with confirmation.
-    b.js("document.querySelector('dialog[open] header button').click()", vec![])
-        .await;
+    b.js(
+        "document.querySelector('dialog[open] header button').click()",
+        vec![],
+    )
+    .await;
     let prefix = key[..12].to_owned();
     b.until(
         "the key's row",
-        &format!("[...document.querySelectorAll('tr')].find(r => r.textContent.includes({prefix:?}))"),
+        &format!(
+            "[...document.querySelectorAll('tr')].find(r => r.textContent.includes({prefix:?}))"
+        ),
     )
     .await;
     b.js(
@@ -291,7 +320,9 @@ async fn sign_in_create_a_key_use_it_revoke_it_sign_out() {
     b.click("dialog[open] button.danger").await;
     b.until(
         "the row to go",
-        &format!("![...document.querySelectorAll('tr')].some(r => r.textContent.includes({prefix:?}))"),
+        &format!(
+            "![...document.querySelectorAll('tr')].some(r => r.textContent.includes({prefix:?}))"
+        ),
     )
     .await;
     let me = app.get("/v1/me", &Auth::Bearer(key)).await;
@@ -366,7 +397,10 @@ async fn the_widget_answers_on_an_allowed_origin_and_is_refused_elsewhere() {
     let (app, fake) = app_with_model().await;
     let s = app.admin().await;
     let agent = app
-        .create_agent(&s, json!({"name": "Shop helper", "system_prompt": "You help shoppers."}))
+        .create_agent(
+            &s,
+            json!({"name": "Shop helper", "system_prompt": "You help shoppers."}),
+        )
         .await;
     let shop = ShopPage::bind().await;
     let pk = app
@@ -408,5 +442,176 @@ async fn the_widget_answers_on_an_allowed_origin_and_is_refused_elsewhere() {
     b.shot("other-origin").await;
     let reply = reply.as_str().unwrap();
     assert!(reply.starts_with("error: "), "{reply}");
-    assert!(reply.contains("403") || reply.contains("unavailable"), "{reply}");
+    assert!(
+        reply.contains("403") || reply.contains("unavailable"),
+        "{reply}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_with_a_broken_template_shows_the_error_at_its_line_then_saves() {
+    let (app, _fake) = app_with_model().await;
+    let b = Browser::start("agents").await;
+    b.sign_in(&app.base).await;
+    b.goto(&format!("{}/#/agents/new", app.base)).await;
+    b.type_into("#agent-name", "Front desk").await;
+    // The error is on the second line: an `if` with nothing to test.
+    b.type_into(
+        "#agent-template",
+        "You help guests of the hotel.\n{% if %}yes{% endif %}",
+    )
+    .await;
+    b.click("#agent-save").await;
+    let error = b
+        .until("the template error", "document.querySelector('#template-error') && document.querySelector('#template-error').textContent")
+        .await;
+    b.shot("agent-template-error").await;
+    assert!(error.as_str().unwrap().contains("line 2"), "{error}");
+    let line = b
+        .until("the marked line", "document.querySelector('#template-error-line') && document.querySelector('#template-error-line').dataset.line")
+        .await;
+    assert_eq!(line, "2");
+    let s = app.admin().await;
+    let none = app.get("/v1/agents", &s).await;
+    assert_eq!(
+        none.body["agents"].as_array().unwrap().len(),
+        0,
+        "{}",
+        none.body
+    );
+
+    b.type_into("#agent-template", "You help guests of {{ agent.name }}.")
+        .await;
+    b.click("#agent-save").await;
+    let id = b
+        .until(
+            "the saved agent's page",
+            "(location.hash.match(/^#\\/agents\\/([0-9a-f-]{36})$/) || [])[1]",
+        )
+        .await;
+    let id = id.as_str().unwrap().to_owned();
+    b.until("the editor of the saved agent", "document.querySelector('#agent-name') && document.querySelector('#agent-name').value === 'Front desk'")
+        .await;
+    assert!(
+        b.js("return document.querySelector('#template-error')", vec![])
+            .await
+            .is_null(),
+        "the error stayed after a good save"
+    );
+    b.shot("agent-saved").await;
+    let agent = app.get(&format!("/v1/agents/{id}"), &s).await;
+    assert_eq!(agent.status, 200, "{}", agent.body);
+    assert_eq!(agent.body["name"], "Front desk");
+    assert_eq!(
+        agent.body["system_prompt"],
+        "You help guests of {{ agent.name }}."
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_a_document_see_it_completed_and_find_it() {
+    let (app, _fake) = app_with_model().await;
+    let b = Browser::start("knowledge").await;
+    b.sign_in(&app.base).await;
+    b.goto(&format!("{}/#/knowledge", app.base)).await;
+    b.click("#source-create").await;
+    b.type_into("#source-name", "Handbook").await;
+    b.click("#source-submit").await;
+    let id = b
+        .until(
+            "the new source's page",
+            "(location.hash.match(/^#\\/knowledge\\/([0-9a-f-]{36})$/) || [])[1]",
+        )
+        .await;
+    let id = id.as_str().unwrap().to_owned();
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("returns.md");
+    std::fs::write(
+        &file,
+        "# Returns\n\nOrders can be returned within 30 days with the receipt. \
+         Refunds go back to the card used, within five working days.\n",
+    )
+    .unwrap();
+    let input = b.css("#upload-input").await;
+    input.send_keys(&file.display().to_string()).await.unwrap();
+    b.until(
+        "the document to complete",
+        "document.querySelector('tr[data-doc-name=\"returns.md\"] [data-doc-status=\"completed\"]')",
+    )
+    .await;
+    b.shot("source-document-completed").await;
+    let s = app.admin().await;
+    let docs = app
+        .get(&format!("/v1/knowledge/sources/{id}/documents"), &s)
+        .await;
+    assert_eq!(docs.status, 200, "{}", docs.body);
+    let docs = docs.body["documents"].as_array().unwrap().clone();
+    assert_eq!(docs.len(), 1, "{docs:?}");
+    assert_eq!(docs[0]["name"], "returns.md");
+    assert_eq!(docs[0]["status"], "completed");
+
+    b.type_into("#search-input", "how long do I have to return an order")
+        .await;
+    b.js(
+        "document.querySelector('#search-form').requestSubmit()",
+        vec![],
+    )
+    .await;
+    let first = b
+        .until("a search result", "document.querySelector('.search-result') && document.querySelector('.search-result').textContent")
+        .await;
+    b.shot("source-search").await;
+    assert!(first.as_str().unwrap().contains("30 days"), "{first}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_playground_streams_an_answer_with_its_timings() {
+    let (app, fake) = app_with_model().await;
+    let s = app.admin().await;
+    let agent = app
+        .create_agent(
+            &s,
+            json!({"name": "Concierge", "system_prompt": "You help guests."}),
+        )
+        .await;
+    fake.push(cortex_fakellm::Step::text(
+        "Breakfast is served from seven to ten.",
+    ));
+    let b = Browser::start("playground").await;
+    b.sign_in(&app.base).await;
+    b.goto(&format!("{}/#/playground/{agent}", app.base)).await;
+    b.type_into("#playground-input", "When is breakfast?").await;
+    b.until(
+        "the send button",
+        "!document.querySelector('#playground-send').disabled",
+    )
+    .await;
+    b.click("#playground-send").await;
+    b.css(".message.assistant .answer-meta").await;
+    b.shot("playground-answer").await;
+    let text = b.text(".message.assistant .text").await;
+    assert_eq!(text, "Breakfast is served from seven to ten.");
+    let meta = b.text(".message.assistant .answer-meta").await;
+    assert!(meta.contains("cached no"), "{meta}");
+    let stages = b
+        .js("return [...document.querySelectorAll('.message.assistant .waterfall .stage')].map(g => g.getAttribute('class').split('stage-')[1])", vec![])
+        .await;
+    assert_eq!(
+        stages,
+        json!([
+            "config_load",
+            "memory_recall",
+            "context_engine",
+            "token_optimizer",
+            "cache_check",
+            "model_router",
+            "agent_compiler",
+            "tool_execution"
+        ])
+    );
+    // The request went over the streaming endpoint.
+    let chats = fake.chat_requests();
+    assert_eq!(chats.len(), 1);
+    assert_eq!(chats[0].body["stream"], true, "{}", chats[0].body);
 }

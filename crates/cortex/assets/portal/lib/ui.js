@@ -156,6 +156,11 @@ export function fmtBytes(n) {
 }
 
 /** Navigate inside the portal (hash routes: #/agents/ID). */
+/** Marks the moment a page is on screen and usable, once per load (read by the portal benchmark). */
+export function markReady(name) {
+  try { if (!performance.getEntriesByName(name).length) performance.mark(name); } catch { /* no User Timing */ }
+}
+
 export function go(path) { location.hash = "#" + path; }
 export function Link({ to, children, class: cls }) {
   return html`<a href=${"#" + to} class=${cls || ""}>${children}</a>`;

@@ -3,7 +3,7 @@
 // model, cache, tokens, cost and the stage timings as a waterfall.
 import {
   html, useState, useEffect, useRef, Page, ErrorBox, Loading, Empty, Badge, Link,
-  fmtNumber, fmtMoney, uuid, useWidth, useAsync,
+  fmtNumber, fmtMoney, uuid, useWidth, useAsync, markReady,
 } from "../lib/ui.js";
 import { api, streamPost, whoami, session, ApiError } from "../lib/api.js";
 
@@ -235,6 +235,8 @@ export default function Playground({ params }) {
   };
 
   const list = agents.data && agents.data.agents;
+  const usable = !!(list && list.length && me && agentId);
+  useEffect(() => { if (usable) markReady("cortex-playground-ready"); }, [usable]);
   return html`<${Page} title="Playground" actions=${html`
       <button type="button" id="playground-new" onClick=${newConversation}>New conversation</button>`}>
     ${agents.error ? html`<${ErrorBox} error=${agents.error} onRetry=${reloadAgents} />` : ""}
