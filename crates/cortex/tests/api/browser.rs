@@ -615,3 +615,74 @@ async fn the_playground_streams_an_answer_with_its_timings() {
     assert_eq!(chats.len(), 1);
     assert_eq!(chats[0].body["stream"], true, "{}", chats[0].body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_streams_live_survives_a_reload_without_duplicates_and_shows_its_files() {
+    let (app, fake) = app_with_model().await;
+    let s = app.admin().await;
+    app.create_agent(
+        &s,
+        json!({"name": "Builder", "system_prompt": "You build."}),
+    )
+    .await;
+    let answer =
+        "The notes are in the workspace and I read them all carefully before answering you.";
+    fake.push(cortex_fakellm::Step::text(answer).with_chunk_delay(Duration::from_millis(250)));
+    let b = Browser::start("runs").await;
+    b.sign_in(&app.base).await;
+    b.goto(&format!("{}/#/runs", app.base)).await;
+    b.type_into("#run-prompt", "Read my notes").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("notes.txt");
+    std::fs::write(&file, "buy milk\n").unwrap();
+    b.css("#run-files")
+        .await
+        .send_keys(&file.display().to_string())
+        .await
+        .unwrap();
+    b.click("#run-start").await;
+    b.until(
+        "the run's thread",
+        "/^#\\/runs\\/[0-9a-f-]{36}/.test(location.hash)",
+    )
+    .await;
+    // Reload while the answer is still streaming: the viewer resumes after its last event.
+    b.until(
+        "the first words",
+        "document.querySelector('#run-events .run-event.text')",
+    )
+    .await;
+    b.shot("run-streaming").await;
+    b.client.refresh().await.unwrap();
+    b.until(
+        "the run to complete",
+        "[...document.querySelectorAll('#run-events .run-event.status')].some(e => e.textContent.includes('completed'))",
+    )
+    .await;
+    b.shot("run-completed").await;
+    let text = b
+        .js("return [...document.querySelectorAll('#run-events .run-event.text')].map(e => e.textContent).join('')", vec![])
+        .await;
+    assert_eq!(text, answer, "the reload lost or repeated text");
+    let seqs = b
+        .js("return [...document.querySelectorAll('#run-events [data-seq]')].map(e => e.dataset.seq)", vec![])
+        .await;
+    let seqs: Vec<&str> = seqs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let unique: std::collections::HashSet<&&str> = seqs.iter().collect();
+    assert_eq!(
+        unique.len(),
+        seqs.len(),
+        "duplicate events after the reload: {seqs:?}"
+    );
+    // The uploaded file is in the project's workspace, listed with a download.
+    b.until(
+        "the workspace file",
+        "document.querySelector('[data-path$=\"notes.txt\"]')",
+    )
+    .await;
+}
