@@ -187,6 +187,7 @@ async fn main() {
         }
     }
     let _ = driver.kill();
+    let _ = driver.wait();
     report("first page (sign-in), cold cache", &signin);
     report("playground (signed in), cold cache", &playground);
 }
