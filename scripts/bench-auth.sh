@@ -22,7 +22,7 @@ run_backend() {
     url="sqlite://$dir/cortex.db?mode=rwc"
   fi
   DATABASE_URL="$url" CORTEX_DATA_DIR="$dir" CORTEX_BOOTSTRAP_PASSWORD=bench-password-123 \
-    CORTEX_LIMITS__COMPANY_REQUESTS=1000000000 \
+    CORTEX_AUTH__JWT_SECRET=bench-signing-secret-0123456789abcdef CORTEX_LIMITS__COMPANY_REQUESTS=1000000000 \
     CORTEX_LOG__LEVEL=warn "$BIN" serve --bind "127.0.0.1:$port" >"$dir/out.log" 2>&1 &
   pid=$!
   for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.2; done

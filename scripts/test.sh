@@ -54,5 +54,14 @@ command -v bwrap >/dev/null || { say "installing bubblewrap"; apt_install bubble
 say "format check"
 cargo fmt --all -- --check || die "cargo fmt --check failed: run cargo fmt"
 
+say "clippy (warnings are errors)"
+cargo clippy --workspace --all-targets -- -D warnings || die "cargo clippy found problems"
+
 say "tests (SQLite, PostgreSQL)"
 cargo test --workspace --all-targets
+
+# The OpenAPI document must describe what the server does: schemathesis (PyPI, pinned) against
+# the debug binary the tests just built, a bounded number of examples per operation.
+say "schemathesis (SQLite, PostgreSQL)"
+scripts/schemathesis.sh sqlite "${CORTEX_SCHEMATHESIS_EXAMPLES:-25}" || die "schemathesis found failures on SQLite"
+scripts/schemathesis.sh postgres "${CORTEX_SCHEMATHESIS_EXAMPLES:-25}" || die "schemathesis found failures on PostgreSQL"

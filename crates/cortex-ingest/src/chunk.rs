@@ -71,7 +71,14 @@ pub fn chunk(document: &Document, options: &ChunkOptions) -> Vec<Chunk> {
     let mut chunks = Vec::new();
     for part in &document.parts {
         let mut units: Vec<Unit> = Vec::new();
-        for block in parse_blocks(&part.markdown) {
+        // A NUL character is not text (and PostgreSQL cannot store one): dropped, whatever
+        // the format it came from.
+        let markdown = if part.markdown.contains('\0') {
+            std::borrow::Cow::Owned(part.markdown.replace('\0', ""))
+        } else {
+            std::borrow::Cow::Borrowed(part.markdown.as_str())
+        };
+        for block in parse_blocks(&markdown) {
             match block {
                 Block::Heading(level, title) => {
                     emit_section(

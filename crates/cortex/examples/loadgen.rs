@@ -3,12 +3,14 @@
 //! the first `text_delta` event.
 //!
 //! `cargo run --release -p cortex --example loadgen -- --url URL --body JSON [--header 'K: V']
-//!  [--concurrency N] [--seconds S] [--stream] [--every S]`
+//!  [--concurrency N] [--seconds S] [--stream] [--every S] [--rate R]`
 //!
 //! `{n}` in the body is replaced by a number unique to each request (unique questions), `{n12}`
 //! by the same zero-padded to 12 digits (the last group of a UUID: one conversation each);
-//! `--every S` also prints the throughput and latency of each S-second interval.
-
+//! `--every S` also prints the throughput and latency of each S-second interval; `--rate R`
+//! paces the clients to R requests per second in all (open loop: a slow answer does not slow
+//! the next request's start, up to N in flight).
+#![allow(clippy::disallowed_methods)] // a benchmark client, not the server
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a developer tool, not library code
 
 use std::time::{Duration, Instant};
@@ -23,6 +25,7 @@ struct Args {
     seconds: f64,
     stream: bool,
     every: Option<f64>,
+    rate: Option<f64>,
 }
 
 fn args() -> Args {
@@ -34,6 +37,7 @@ fn args() -> Args {
         seconds: 10.0,
         stream: false,
         every: None,
+        rate: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -49,6 +53,7 @@ fn args() -> Args {
             "--seconds" => a.seconds = it.next().unwrap().parse().unwrap(),
             "--stream" => a.stream = true,
             "--every" => a.every = Some(it.next().unwrap().parse().unwrap()),
+            "--rate" => a.rate = Some(it.next().unwrap().parse().unwrap()),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -78,14 +83,30 @@ async fn main() {
     // (seconds since start, latency µs) of every request, for the per-interval report.
     let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(f64, u64)>::new()));
     let mut tasks = Vec::new();
-    for _ in 0..a.concurrency {
+    // Each client starts one request per `concurrency / rate` seconds, staggered.
+    let period = a
+        .rate
+        .map(|r| Duration::from_secs_f64(a.concurrency as f64 / r));
+    for i in 0..a.concurrency {
         let client = client.clone();
+        let mut pace = period.map(|p| {
+            let first = tokio::time::Instant::now() + p.mul_f64(i as f64 / a.concurrency as f64);
+            let mut t = tokio::time::interval_at(first, p);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t
+        });
         let (url, body, headers, stream) =
             (a.url.clone(), a.body.clone(), a.headers.clone(), a.stream);
         let (counter, log) = (counter.clone(), log.clone());
         tasks.push(tokio::spawn(async move {
             let (mut lat, mut ttfd, mut errors) = (Vec::new(), Vec::new(), 0u64);
             while Instant::now() < deadline {
+                if let Some(pace) = pace.as_mut() {
+                    pace.tick().await;
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                }
                 let t0 = Instant::now();
                 let body = if body.contains("{n}") {
                     let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

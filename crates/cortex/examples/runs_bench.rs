@@ -5,7 +5,7 @@
 //!
 //! `cargo run --release -p cortex --example runs_bench -- --api URL --key KEY --fake URL
 //!  --server-pid PID [--starts N] [--runs M] [--viewers-per-run V]`
-
+#![allow(clippy::disallowed_methods)] // a benchmark client, not the server
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a developer tool, not library code
 
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 //! 10,000 files).
 //!
 //! `cargo run --release -p cortex --example sandbox_bench -- [--commands N]`
-
+#![allow(clippy::disallowed_methods)] // a benchmark client, not the server
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a developer tool, not library code
 
 use std::sync::Arc;

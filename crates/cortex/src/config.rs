@@ -296,6 +296,9 @@ pub struct KnowledgeConfig {
     /// Stage 03 leaves out chunks scoring below this (0–1): unrelated text stays out of the
     /// prompt. The search endpoint shows every score.
     pub min_score: f32,
+    /// A document being ingested is marked alive every quarter of this many seconds; one left
+    /// `processing` without a mark for this long (its process died) is failed by any node.
+    pub ingestion_lease_seconds: u64,
 }
 
 impl Default for KnowledgeConfig {
@@ -307,6 +310,7 @@ impl Default for KnowledgeConfig {
             chunk_max_tokens: 512,
             chunk_overlap_tokens: 64,
             min_score: 0.1,
+            ingestion_lease_seconds: 120,
         }
     }
 }
@@ -424,6 +428,12 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// An `EnvFilter` directive such as `info` or `cortex=debug,tower_http=info`.
     pub level: String,
+    /// An OpenTelemetry collector's OTLP/HTTP address (`http://collector:4318`): spans of every
+    /// request, pipeline stage, model call and tool call are exported there (protobuf, batched).
+    /// None: no traces.
+    pub otlp_endpoint: Option<String>,
+    /// The `service.name` of the exported spans.
+    pub service_name: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -513,7 +523,8 @@ impl Default for LimitsConfig {
 impl Default for ShutdownConfig {
     fn default() -> Self {
         Self {
-            announce_seconds: 0.0,
+            // Long enough for a load balancer polling every second to see the 503.
+            announce_seconds: 2.0,
             drain_seconds: 30.0,
         }
     }
@@ -524,6 +535,8 @@ impl Default for LogConfig {
         Self {
             format: LogFormat::Json,
             level: "info".into(),
+            otlp_endpoint: None,
+            service_name: "cortex".into(),
         }
     }
 }
@@ -587,6 +600,13 @@ impl Config {
         {
             return Err(ConfigError(
                 "database_url must start with sqlite:, postgres:// or postgresql://".into(),
+            ));
+        }
+        if let Some(url) = &self.log.otlp_endpoint
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError(
+                "log.otlp_endpoint must start with http:// or https:// (OTLP over HTTP)".into(),
             ));
         }
         if let Some(url) = &self.redis_url

@@ -122,7 +122,7 @@ fn main() -> ExitCode {
     if let Some(Command::Serve { bind: Some(bind) }) = &cli.command {
         config.bind = *bind;
     }
-    cortex::telemetry::init(&config.log);
+    let tracing = cortex::telemetry::init(&config.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -133,10 +133,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(
+    let result = runtime.block_on(run(
         cli.command.unwrap_or(Command::Serve { bind: None }),
         config,
-    )) {
+    ));
+    drop(runtime);
+    tracing.shutdown();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("cortex: {e:#}");

@@ -1,12 +1,10 @@
 //! Start-up and lifecycle: connect, migrate, bootstrap, serve, drain.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use secrecy::ExposeSecret;
 
 use crate::auth::jwt::JwtKeys;
@@ -15,22 +13,22 @@ use crate::config::Config;
 use crate::state::AppState;
 use crate::store::SqlStore;
 
-/// How long another node's ingestion may go without a change before it is taken for dead
-/// (PostgreSQL: nodes share the documents; an ingestion is one request, bounded by the
-/// conversion timeout and the embedding calls).
-const INGESTION_ABANDONED_AFTER_MINUTES: i64 = 60;
-
-/// Documents left `processing` by a process that died are failed at start-up, so their sources
-/// say what happened instead of "processing" for ever. On SQLite this process is the only one:
-/// every such document is from before it. On PostgreSQL only those unchanged for an hour
-/// (another node may be ingesting the others right now).
-async fn fail_interrupted_ingestions(store: &SqlStore) -> anyhow::Result<()> {
+/// Documents left `processing` by a process that died are failed, so their sources say what
+/// happened instead of "processing" for ever. An ingestion marks its document alive every
+/// quarter of `knowledge.ingestion_lease_seconds` (`Knowledge::alive_while`); what has gone a
+/// whole lease without a mark is dead. At start-up on SQLite this process is the only one, so
+/// every such document is from before it; on PostgreSQL another node may be ingesting, so only
+/// those past their lease.
+async fn fail_interrupted_ingestions(
+    store: &SqlStore,
+    lease: Duration,
+    at_start: bool,
+) -> anyhow::Result<()> {
     use crate::store::{Backend, KnowledgeStore};
-    let before = match store.backend() {
-        Backend::Sqlite => chrono::Utc::now(),
-        Backend::Postgres => {
-            chrono::Utc::now() - chrono::Duration::minutes(INGESTION_ABANDONED_AFTER_MINUTES)
-        }
+    let before = if at_start && store.backend() == Backend::Sqlite {
+        chrono::Utc::now()
+    } else {
+        chrono::Utc::now() - chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX)
     };
     let failed = store
         .fail_interrupted_documents(
@@ -48,6 +46,24 @@ async fn fail_interrupted_ingestions(store: &SqlStore) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Every half lease, each node fails what a dead process left `processing` past its lease, so
+/// no document waits for a restart to leave that state.
+fn spawn_ingestion_sweeper(state: &AppState) {
+    let st = state.clone();
+    let lease = Duration::from_secs(state.config.knowledge.ingestion_lease_seconds.max(1));
+    state.tasks.spawn(async move {
+        loop {
+            tokio::select! {
+                () = st.shutdown.cancelled() => return,
+                () = tokio::time::sleep(lease / 2) => {}
+            }
+            if let Err(e) = fail_interrupted_ingestions(&st.store, lease, false).await {
+                tracing::warn!(error = %e, "could not fail abandoned ingestions");
+            }
+        }
+    });
+}
+
 /// Connect to the database, apply migrations, settle the signing secret and create the first
 /// admin on an empty database.
 pub async fn init(config: Config) -> anyhow::Result<AppState> {
@@ -59,16 +75,11 @@ pub async fn init(config: Config) -> anyhow::Result<AppState> {
         .await
         .context("connecting to the database")?;
     store.migrate().await.context("applying migrations")?;
-    fail_interrupted_ingestions(&store).await?;
+    let lease = Duration::from_secs(config.knowledge.ingestion_lease_seconds.max(1));
+    fail_interrupted_ingestions(&store, lease, true).await?;
 
-    let secret = match &config.auth.jwt_secret {
-        Some(s) => s.expose_secret().to_owned(),
-        None => {
-            store
-                .get_or_init_setting("jwt_secret", &crate::auth::api_key::random_alphanumeric(64))
-                .await?
-        }
-    };
+    let secrets = secret_box(&config, store.backend())?;
+    let secret = signing_secret(&config, &store, secrets.as_deref()).await?;
     let jwt = JwtKeys::new(secret.as_bytes(), config.auth.jwt_ttl_seconds);
     let instance_id = config.instance_id.clone().unwrap_or_else(|| {
         format!(
@@ -85,7 +96,6 @@ pub async fn init(config: Config) -> anyhow::Result<AppState> {
         cortex_llm::router::classify("warm up", false);
     })
     .await?;
-    let secrets = secret_box(&config, store.backend())?;
     let actions = Arc::new(crate::actions::ActionTools::new(
         store.clone(),
         secrets.clone(),
@@ -139,6 +149,7 @@ pub async fn init(config: Config) -> anyhow::Result<AppState> {
         .await
         .context("starting agent runs")?;
     crate::pipeline::cache::spawn_sweeper(&state);
+    spawn_ingestion_sweeper(&state);
     let moved = crate::runs::move_legacy_files(&state)
         .await
         .context("moving uploaded files into workspaces")?;
@@ -220,6 +231,54 @@ async fn bootstrap(store: &SqlStore, config: &Config) -> anyhow::Result<()> {
 /// The box that seals connection credentials: the configured key, or on SQLite the data
 /// directory's key file; on PostgreSQL without a configured key there is none (every node
 /// must share the key, and keeping it in the same database would protect nothing).
+/// The session signing secret: `auth.jwt_secret` when configured, else one generated on the
+/// first start and kept in the database sealed with the secrets key (every node of a shared
+/// database signs with it). A secret an earlier version stored in clear is sealed, then its clear
+/// row deleted, so sessions already issued stay valid.
+async fn signing_secret(
+    config: &Config,
+    store: &SqlStore,
+    secrets: Option<&crate::secrets::SecretBox>,
+) -> anyhow::Result<String> {
+    const SEALED: &str = "jwt_secret_sealed";
+    const CLEAR: &str = "jwt_secret";
+    const BOUND_TO: &str = "settings:jwt_secret";
+    if let Some(s) = &config.auth.jwt_secret {
+        return Ok(s.expose_secret().to_owned());
+    }
+    let Some(secrets) = secrets else {
+        anyhow::bail!(
+            "on PostgreSQL, set auth.jwt_secret (CORTEX_AUTH__JWT_SECRET) or secrets.encryption_key \
+             (CORTEX_SECRETS__ENCRYPTION_KEY): the generated session secret is kept sealed with that key"
+        );
+    };
+    let candidate = match store.get_setting(CLEAR).await? {
+        Some(clear) => clear,
+        None => crate::auth::api_key::random_alphanumeric(64),
+    };
+    let sealed = store
+        .get_or_init_setting(SEALED, &secrets.seal(candidate.as_bytes(), BOUND_TO)?)
+        .await?;
+    let secret = match secrets.open(&sealed, BOUND_TO).map(String::from_utf8) {
+        Ok(Ok(secret)) => secret,
+        // Another key sealed it (the key was replaced or lost): sessions are the only thing
+        // signed with it, so a new secret costs a sign-in, not data.
+        _ => {
+            tracing::warn!(
+                "the stored session secret does not open with this secrets key: a new one is \
+                 generated, and sessions signed before are refused"
+            );
+            let fresh = crate::auth::api_key::random_alphanumeric(64);
+            store
+                .set_setting(SEALED, &secrets.seal(fresh.as_bytes(), BOUND_TO)?)
+                .await?;
+            fresh
+        }
+    };
+    store.delete_setting(CLEAR).await?;
+    Ok(secret)
+}
+
 fn secret_box(
     config: &Config,
     backend: crate::store::Backend,
@@ -248,7 +307,6 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let app = crate::api::router(state.clone());
     let announce = Duration::from_secs_f64(state.config.shutdown.announce_seconds);
     let drain = Duration::from_secs_f64(state.config.shutdown.drain_seconds);
     let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
@@ -265,15 +323,7 @@ pub async fn serve(
         tracing::info!("no longer accepting connections; draining in-flight requests");
         let _ = draining_tx.send(());
     };
-    let server = axum::serve(
-        // Small writes (SSE events) leave at once instead of waiting for Nagle's algorithm.
-        listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        }),
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(graceful)
-    .into_future();
+    let server = crate::api::serve(state.clone(), listener, graceful);
     let deadline = async move {
         if draining_rx.await.is_err() {
             std::future::pending::<()>().await;

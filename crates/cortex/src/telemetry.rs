@@ -5,24 +5,85 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{LogConfig, LogFormat};
 
-pub fn init(cfg: &LogConfig) {
+/// The OpenTelemetry exporter while traces are on; [`Tracing::shutdown`] sends what is buffered.
+pub struct Tracing(Option<opentelemetry_sdk::trace::SdkTracerProvider>);
+
+impl Tracing {
+    /// Export the spans still buffered and stop the exporter (call outside the async runtime:
+    /// the exporter's HTTP client blocks).
+    pub fn shutdown(self) {
+        if let Some(provider) = self.0
+            && let Err(e) = provider.shutdown()
+        {
+            eprintln!("cortex: exporting the last spans failed: {e}");
+        }
+    }
+}
+
+/// Logs to stderr and, with `otlp_endpoint`, spans to an OpenTelemetry collector (OTLP/HTTP,
+/// protobuf, batched on a thread of the exporter's own). The log filter applies to both.
+pub fn init(cfg: &LogConfig) -> Tracing {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match cfg.format {
-        LogFormat::Json => builder
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match cfg.format {
+        LogFormat::Json => fmt
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
-            .try_init(),
-        LogFormat::Pretty => builder.try_init(),
+            .boxed(),
+        LogFormat::Pretty => fmt.boxed(),
     };
+    let provider = cfg.otlp_endpoint.as_deref().and_then(|endpoint| {
+        match otlp_provider(endpoint, &cfg.service_name) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                eprintln!("cortex: traces are off: the OTLP exporter for {endpoint} failed: {e}");
+                None
+            }
+        }
+    });
+    let otel = provider.as_ref().map(|p| {
+        use opentelemetry::trace::TracerProvider as _;
+        tracing_opentelemetry::layer().with_tracer(p.tracer("cortex"))
+    });
+    let _ = tracing_subscriber::registry()
+        .with(fmt)
+        .with(otel)
+        .with(filter)
+        .try_init();
+    Tracing(provider)
+}
+
+fn otlp_provider(
+    endpoint: &str,
+    service_name: &str,
+) -> Result<opentelemetry_sdk::trace::SdkTracerProvider, opentelemetry_otlp::ExporterBuildError> {
+    use opentelemetry_otlp::WithExportConfig;
+    let base = endpoint.trim_end_matches('/');
+    let url = if base.ends_with("/v1/traces") {
+        base.to_owned()
+    } else {
+        format!("{base}/v1/traces")
+    };
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_endpoint(url)
+        .with_timeout(std::time::Duration::from_secs(5))
+        .build()?;
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(service_name.to_owned())
+        .build();
+    Ok(opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource)
+        .build())
 }
 
 /// Buckets (milliseconds) of every `*_ms` histogram.
@@ -257,12 +318,12 @@ fn method_label(m: &http::Method) -> &'static str {
 impl HttpMetrics {
     pub fn record(
         &self,
-        route: Option<&axum::extract::MatchedPath>,
+        route: Option<&str>,
         method: &http::Method,
         status: http::StatusCode,
         started: std::time::Instant,
     ) {
-        let route = route.map_or("unmatched", |r| r.as_str());
+        let route = route.unwrap_or("unmatched");
         let key = (method_label(method), status.as_u16());
         // The common case, a known route, method and status: a shared read lock only.
         let known = self

@@ -14,8 +14,77 @@ const SKIPPED: [&str; 18] = [
     "picture", "video", "audio", "head", "nav", "form", "button", "select",
 ];
 
+/// Deepest nesting of container elements a page may have. Real pages stay under ~60; Chromium's
+/// parser stops nesting at 512. Readability and the Markdown writer walk the tree recursively
+/// with costs that grow with depth, so a page of deeply nested `<div>`s is refused before they run.
+pub const MAX_DEPTH: usize = 256;
+
+/// Elements that the HTML parser never closes implicitly: each opening tag of one nests until
+/// its end tag, so their count is a lower bound on the tree's depth.
+const CONTAINERS: [&str; 16] = [
+    "div",
+    "span",
+    "section",
+    "article",
+    "main",
+    "aside",
+    "blockquote",
+    "table",
+    "ul",
+    "ol",
+    "b",
+    "i",
+    "em",
+    "strong",
+    "a",
+    "font",
+];
+
+/// The deepest nesting of [`CONTAINERS`] in `html`, stopping as soon as it passes `limit`:
+/// one linear scan over the tags, without building a tree.
+fn container_depth(html: &str, limit: usize) -> usize {
+    let bytes = html.as_bytes();
+    let (mut depth, mut deepest, mut i) = (0usize, 0usize, 0usize);
+    while let Some(off) = bytes[i..].iter().position(|&b| b == b'<') {
+        i += off + 1;
+        if bytes[i..].starts_with(b"!--") {
+            i = html[i..].find("-->").map_or(bytes.len(), |end| i + end + 3);
+            continue;
+        }
+        let closing = bytes.get(i) == Some(&b'/');
+        let start = if closing { i + 1 } else { i };
+        let name_len = bytes[start..]
+            .iter()
+            .take_while(|b| b.is_ascii_alphanumeric())
+            .count();
+        let name = &html[start..start + name_len];
+        if !CONTAINERS.iter().any(|c| c.eq_ignore_ascii_case(name)) {
+            continue;
+        }
+        if closing {
+            depth = depth.saturating_sub(1);
+        } else {
+            let end = bytes[start..].iter().position(|&b| b == b'>');
+            let self_closing = end.is_some_and(|e| e > 0 && bytes[start + e - 1] == b'/');
+            if !self_closing {
+                depth += 1;
+                deepest = deepest.max(depth);
+                if deepest > limit {
+                    return deepest;
+                }
+            }
+        }
+    }
+    deepest
+}
+
 pub(super) fn convert(bytes: &[u8]) -> Result<Document, IngestError> {
     let html = decode_lossy(bytes);
+    if container_depth(&html, MAX_DEPTH) > MAX_DEPTH {
+        return Err(IngestError::parse(format!(
+            "HTML: elements are nested more than {MAX_DEPTH} deep"
+        )));
+    }
     let (title, content) = match extract_main(&html) {
         Some((title, content)) => (title, content),
         None => (page_title(&html), html.clone()),
@@ -114,6 +183,26 @@ mod tests {
         );
         assert_eq!(strip_site_name("Home | Blog"), "Home | Blog");
         assert_eq!(strip_site_name("Plain title"), "Plain title");
+    }
+
+    #[test]
+    fn deeply_nested_pages_are_refused_before_parsing() {
+        let deep = format!(
+            "<html><body>{}x{}</body></html>",
+            "<div>".repeat(100_000),
+            "</div>".repeat(100_000)
+        );
+        let err = convert(deep.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("nested more than 256"), "{err}");
+        // Deep but within the bound, many siblings, comments and unclosed paragraphs: converted.
+        let fine = format!(
+            "<html><body>{}<p>inner text{}<!-- <div><div> -->{}</body></html>",
+            "<div>".repeat(200),
+            "</div>".repeat(200),
+            "<div><p>para<br/></div>".repeat(5_000)
+        );
+        assert_eq!(container_depth(&fine, MAX_DEPTH), 200);
+        assert!(convert(fine.as_bytes()).is_ok());
     }
 
     #[test]

@@ -106,6 +106,36 @@ impl PromptTemplate {
         Ok(out)
     }
 
+    /// Render once with a sample of every variable, as a chat would fill them, so a template
+    /// that compiles but cannot render (an unknown filter or function, a division by zero, a
+    /// loop that runs out of fuel) is refused when it is saved, not on every chat after.
+    pub fn test_render(&self, spec: &crate::agents::AgentSpec) -> Result<(), TemplateError> {
+        let metadata = serde_json::Map::from_iter([(
+            "source".to_owned(),
+            serde_json::Value::String("sample".into()),
+        )]);
+        let faqs = spec
+            .workflow_faqs
+            .iter()
+            .map(|f| serde_json::json!({"question": f.question, "answer": f.answer}))
+            .collect();
+        self.render(&PromptContext {
+            agent: serde_json::json!({"id": "00000000-0000-0000-0000-000000000000", "name": spec.name}),
+            personality: &spec.personality,
+            dialect: &spec.dialect,
+            customer: serde_json::json!({"id": "sample-customer"}),
+            memory: vec!["A sample fact about the customer".into()],
+            knowledge: vec!["A sample passage from the knowledge base".into()],
+            faqs,
+            scenarios: &spec.scenarios,
+            channel: "web",
+            metadata: &metadata,
+            now: chrono::Utc::now().to_rfc3339(),
+            mode: None,
+        })
+        .map(drop)
+    }
+
     /// Whether the template places `var` itself.
     pub fn uses(&self, var: &str) -> bool {
         self.uses.contains(var)

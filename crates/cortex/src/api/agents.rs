@@ -146,7 +146,7 @@ pub fn check_spec(spec: &AgentSpec) -> Vec<FieldError> {
         "max_tool_rounds",
         "max_tool_rounds must be at most 5",
     );
-    if let Err(e) = PromptTemplate::compile(&spec.system_prompt) {
+    if let Err(e) = PromptTemplate::compile(&spec.system_prompt).and_then(|t| t.test_render(spec)) {
         c.check(
             false,
             "system_prompt",
@@ -155,6 +155,36 @@ pub fn check_spec(spec: &AgentSpec) -> Vec<FieldError> {
         );
     }
     c.finish().err().unwrap_or_default()
+}
+
+/// Linked knowledge sources and actions must be the company's own: another company's id (or
+/// one that does not exist) is a `422` at its index, never stored.
+async fn check_links(state: &AppState, company_id: Uuid, spec: &AgentSpec) -> ApiResult<()> {
+    use crate::store::{ActionStore, KnowledgeStore};
+    let mut errors = Vec::new();
+    for (i, id) in spec.knowledge_source_ids.iter().enumerate() {
+        if state.store.get_source(company_id, *id).await?.is_none() {
+            errors.push(FieldError {
+                loc: vec![json!("body"), json!("knowledge_source_ids"), json!(i)],
+                msg: format!("No knowledge source {id} in this company"),
+                kind: "unknown_id".into(),
+            });
+        }
+    }
+    for (i, id) in spec.action_ids.iter().enumerate() {
+        if state.store.get_action(company_id, *id).await?.is_none() {
+            errors.push(FieldError {
+                loc: vec![json!("body"), json!("action_ids"), json!(i)],
+                msg: format!("No action {id} in this company"),
+                kind: "unknown_id".into(),
+            });
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::validation(errors))
+    }
 }
 
 impl Validate for AgentSpec {
@@ -177,6 +207,7 @@ pub async fn create(
     ApiJson(spec): ApiJson<AgentSpec>,
 ) -> ApiResult<(StatusCode, Json<AgentView>)> {
     require_admin(&caller, "agents")?;
+    check_links(&state, caller.company_id, &spec).await?;
     let agent = state.store.create_agent(caller.company_id, &spec).await?;
     Ok((StatusCode::CREATED, Json(agent.into())))
 }
@@ -235,6 +266,7 @@ pub async fn patch(
         .await?
         .ok_or_else(|| ApiError::not_found("Agent"))?;
     let spec = patch.apply(&current.spec, &["settings"])?;
+    check_links(&state, caller.company_id, &spec).await?;
     let agent = state
         .store
         .update_agent(caller.company_id, id, &spec)
@@ -273,7 +305,7 @@ pub async fn config(
     let id = path_id(&id, "Agent")?;
     let loaded = crate::pipeline::load_agent(&state, caller.company_id, id)
         .await
-        .map_err(super::chat::pipeline_error)?;
+        .map_err(ApiError::from)?;
     let actions = state
         .tools
         .linked(caller.company_id, &loaded.agent)

@@ -34,6 +34,46 @@ pub const PUBLIC_ROUTES: &[&str] = &[
 /// Routes that also take the credential as `?token=` (EventSource cannot send headers).
 pub const TOKEN_QUERY_ROUTES: &[&str] = &["/v1/agent-run/{id}/stream"];
 
+/// The scope an API key needs for each family of routes (by path prefix; `*` has them all).
+/// Reading a family needs its scope; changing configuration also needs `admin`, which on its
+/// own opens the configuration families (`configures` = true) but not chat, memory or runs.
+pub const ROUTE_SCOPES: &[(&str, &str, bool)] = &[
+    ("/v1/agents", "agents", true),
+    ("/v1/actions", "actions", true),
+    ("/v1/connections", "actions", true),
+    ("/v1/knowledge", "knowledge", true),
+    ("/v1/cache", "cache", true),
+    ("/v1/public-keys", "admin", true),
+    ("/v1/metrics", "metrics", true),
+    ("/v1/chat", "chat", false),
+    ("/v1/memory", "memory", false),
+    ("/v1/agent/", "runs", false),
+    ("/v1/agent-run", "runs", false),
+    ("/v1/thread", "runs", false),
+    ("/v1/projects", "runs", false),
+    ("/v1/billing", "runs", false),
+];
+
+/// An API key may call `route` only with the scope of its family.
+fn check_scope(identity: &Identity, route: &str) -> Result<(), ApiError> {
+    if !matches!(identity.principal, Principal::ApiKey { .. }) {
+        return Ok(());
+    }
+    let Some((_, scope, configures)) = ROUTE_SCOPES
+        .iter()
+        .find(|(prefix, _, _)| route.starts_with(prefix))
+    else {
+        return Ok(());
+    };
+    if identity.has_scope(scope) || (*configures && identity.has_scope("admin")) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "This API key does not have the {scope} scope"
+        )))
+    }
+}
+
 /// The only routes an SDK session token (`X-SDK-Token: sdk_…`) opens.
 pub const SDK_ROUTES: &[&str] = &["/v1/chat", "/v1/chat/stream"];
 
@@ -235,6 +275,7 @@ pub async fn require_auth(
             "SDK session tokens are valid only for the chat endpoints".into(),
         ));
     }
+    check_scope(&identity, route)?;
     let quota = state
         .rate
         .hit(

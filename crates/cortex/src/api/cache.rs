@@ -107,6 +107,7 @@ pub async fn warm(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FlushQuery {
     /// Optional; when given it must be the caller's company.
     pub company_id: Option<String>,

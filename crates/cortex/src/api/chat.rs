@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -135,28 +136,6 @@ async fn admit(state: &AppState, input: ChatInput) -> ApiResult<ChatInput> {
     }
 }
 
-/// Map a pipeline failure to the contract: 404 agent, 503 model unreachable, 504 model timed out.
-pub fn pipeline_error(e: PipelineError) -> ApiError {
-    match e {
-        PipelineError::AgentNotFound => ApiError::not_found("Agent"),
-        PipelineError::Llm(err) => {
-            tracing::warn!(error = %err, "model call failed");
-            if err.http_status() == 504 {
-                ApiError::GatewayTimeout("LLM call timed out".into())
-            } else {
-                ApiError::ServiceUnavailable {
-                    message: "LLM gateway unreachable".into(),
-                    detail: None,
-                }
-            }
-        }
-        PipelineError::Store(err) => err.into(),
-        PipelineError::Template(err) => ApiError::internal(format!("template: {err}")),
-        PipelineError::Cancelled => ApiError::internal("request cancelled"),
-        PipelineError::InsufficientCredits => ApiError::insufficient_credits(),
-    }
-}
-
 /// Process a message through the eight-stage pipeline.
 #[utoipa::path(post, path = "/v1/chat", tag = "chat", request_body = ChatBody, security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = ChatReply), (status = 401), (status = 404), (status = 422), (status = 429), (status = 503), (status = 504)))]
@@ -170,7 +149,7 @@ pub async fn chat(
     let cancel = CancellationToken::new();
     let reply = pipeline::run(&state, input, None, &cancel)
         .await
-        .map_err(pipeline_error)?;
+        .map_err(ApiError::from)?;
     Ok(Json(reply))
 }
 
@@ -211,15 +190,19 @@ pub async fn chat_stream(
     // Errors that precede any output keep their HTTP status.
     pipeline::load_agent(&state, input.company_id, input.agent_id)
         .await
-        .map_err(pipeline_error)?;
+        .map_err(ApiError::from)?;
     let (tx, rx) = mpsc::channel(64);
     let (done_tx, done_rx) = oneshot::channel();
     let cancel = CancellationToken::new();
     let (st, token) = (state.clone(), cancel.clone());
-    state.tasks.spawn(async move {
-        let result = pipeline::run(&st, input, Some(tx), &token).await;
-        let _ = done_tx.send(result);
-    });
+    // The pipeline's spans stay children of this request's span.
+    state.tasks.spawn(
+        async move {
+            let result = pipeline::run(&st, input, Some(tx), &token).await;
+            let _ = done_tx.send(result);
+        }
+        .in_current_span(),
+    );
     let init = StreamState {
         events: rx,
         done: Some(done_rx),
@@ -234,7 +217,7 @@ pub async fn chat_stream(
                 match done.await {
                     Ok(Ok(reply)) => ("complete", complete_of(&reply)),
                     Ok(Err(e)) => {
-                        let err = pipeline_error(e);
+                        let err = ApiError::from(e);
                         let (code, message) = err.code_and_message();
                         ("error", json!({"code": code, "message": message}))
                     }

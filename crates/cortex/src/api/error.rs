@@ -161,6 +161,82 @@ impl ApiError {
     }
 }
 
+impl From<crate::knowledge::KnowledgeError> for ApiError {
+    fn from(e: crate::knowledge::KnowledgeError) -> Self {
+        use crate::knowledge::KnowledgeError;
+        match e {
+            KnowledgeError::UnknownModel(u) => ApiError::BadRequest(u.to_string()),
+            KnowledgeError::SourceNotFound => ApiError::not_found("Knowledge source"),
+            KnowledgeError::DocumentNotFound => ApiError::not_found("Document"),
+            KnowledgeError::AgentNotFound => ApiError::not_found("Agent"),
+            KnowledgeError::Invalid(m) => ApiError::BadRequest(m),
+            KnowledgeError::Failed(m) => ApiError::Internal(m),
+            KnowledgeError::Store(s) => s.into(),
+        }
+    }
+}
+
+/// Map a pipeline failure to the contract: 404 agent, 503 model unreachable, 504 model timed out.
+impl From<crate::pipeline::PipelineError> for ApiError {
+    fn from(e: crate::pipeline::PipelineError) -> Self {
+        use crate::pipeline::PipelineError;
+        match e {
+            PipelineError::AgentNotFound => ApiError::not_found("Agent"),
+            PipelineError::Llm(err) => {
+                tracing::warn!(error = %err, "model call failed");
+                if err.http_status() == 504 {
+                    ApiError::GatewayTimeout("LLM call timed out".into())
+                } else {
+                    ApiError::ServiceUnavailable {
+                        message: "LLM gateway unreachable".into(),
+                        detail: None,
+                    }
+                }
+            }
+            PipelineError::Store(err) => err.into(),
+            // The agent's saved template failed on this turn's values: named, at its line.
+            PipelineError::Template(err) => ApiError::validation(vec![FieldError {
+                loc: vec![json!("agent"), json!("system_prompt")],
+                msg: format!("The agent's system prompt failed to render: {err}"),
+                kind: "template_error".into(),
+            }]),
+            PipelineError::Cancelled => ApiError::internal("request cancelled"),
+            PipelineError::InsufficientCredits => ApiError::insufficient_credits(),
+        }
+    }
+}
+
+impl From<crate::store::StartRefusal> for ApiError {
+    fn from(e: crate::store::StartRefusal) -> Self {
+        use crate::store::StartRefusal;
+        match e {
+            StartRefusal::NotFound(what) => ApiError::not_found(what),
+            StartRefusal::Busy => {
+                ApiError::Conflict("This thread already has a running agent run".into())
+            }
+            StartRefusal::InsufficientCredits => ApiError::insufficient_credits(),
+            StartRefusal::RunLimit {
+                running_thread_ids,
+                running_count,
+                limit,
+            } => ApiError::payment(
+                "AGENT_RUN_LIMIT_EXCEEDED",
+                &format!("Maximum of {limit} concurrent runs. You have {running_count} running."),
+                json!({"running_thread_ids": running_thread_ids, "running_count": running_count, "limit": limit}),
+            ),
+            StartRefusal::ThreadLimit {
+                current_count,
+                limit,
+            } => ApiError::payment(
+                "THREAD_LIMIT_EXCEEDED",
+                &format!("Maximum of {limit} threads allowed."),
+                json!({"current_count": current_count, "limit": limit}),
+            ),
+            StartRefusal::Store(s) => s.into(),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

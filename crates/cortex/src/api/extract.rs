@@ -94,9 +94,92 @@ where
     }
 }
 
-/// Deserialise with the path of the failing field in `loc`.
+/// Deserialise with the path of the failing field in `loc`. The whole body must be one JSON
+/// value (trailing garbage is a `422`), and no string in it may hold a NUL character: PostgreSQL
+/// cannot store one in `text`, so both backends refuse it here, alike, with the field's path.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let value = deserialize_at_path(de)?;
+    de.end().map_err(|err| {
+        ApiError::validation(vec![FieldError {
+            loc: vec![json!("body")],
+            msg: format!("Invalid JSON: {err}"),
+            kind: "json_invalid".into(),
+        }])
+    })?;
+    if may_hold_nul(bytes)
+        && let Ok(tree) = serde_json::from_slice::<Value>(bytes)
+        && let Some(mut loc) = nul_path(&tree)
+    {
+        loc.insert(0, json!("body"));
+        return Err(ApiError::validation(vec![nul_error(loc)]));
+    }
+    Ok(value)
+}
+
+/// The error for text holding a NUL character, at `loc`.
+pub fn nul_error(loc: Vec<Value>) -> FieldError {
+    FieldError {
+        loc,
+        msg: "Text must not contain the NUL character (\\u0000)".into(),
+        kind: "string_nul".into(),
+    }
+}
+
+/// Refuses a path or query string that decodes to a NUL character (`%00`), with the same `422`
+/// on both backends, before any handler can try to store it.
+pub async fn reject_nul(
+    req: Request,
+    next: axum::middleware::Next,
+) -> Result<axum::response::Response, ApiError> {
+    let uri = req.uri();
+    let part = if uri.path().contains("%00") {
+        Some("path")
+    } else if uri.query().is_some_and(|q| q.contains("%00")) {
+        Some("query")
+    } else {
+        None
+    };
+    match part {
+        Some(part) => Err(ApiError::validation(vec![nul_error(vec![json!(part)])])),
+        None => Ok(next.run(req).await),
+    }
+}
+
+/// A cheap pre-check: only a body with a `\u0000` escape can hold a NUL (a raw control
+/// character is already invalid JSON), so the tree walk runs only then.
+fn may_hold_nul(bytes: &[u8]) -> bool {
+    bytes
+        .windows(6)
+        .any(|w| w[0] == b'\\' && w[1] == b'u' && &w[2..] == b"0000")
+}
+
+/// The path of the first string (value or key) holding a NUL character.
+fn nul_path(value: &Value) -> Option<Vec<Value>> {
+    match value {
+        Value::String(s) => s.contains('\0').then(Vec::new),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            nul_path(item).map(|mut p| {
+                p.insert(0, json!(i));
+                p
+            })
+        }),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                return Some(vec![json!(k)]);
+            }
+            nul_path(v).map(|mut p| {
+                p.insert(0, json!(k));
+                p
+            })
+        }),
+        _ => None,
+    }
+}
+
+fn deserialize_at_path<'de, T: DeserializeOwned>(
+    de: &mut serde_json::Deserializer<serde_json::de::SliceRead<'de>>,
+) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(de).map_err(|err| {
         let mut loc = vec![json!("body")];
         for seg in err.path().iter() {

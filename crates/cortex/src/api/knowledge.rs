@@ -16,23 +16,9 @@ use super::extract::{
 };
 use crate::auth::Identity;
 use crate::knowledge::model::{Document, Source, SourceKind};
-use crate::knowledge::{Ingested, KnowledgeError, SearchHit};
+use crate::knowledge::{Ingested, SearchHit};
 use crate::state::AppState;
 use crate::store::{AgentStore, KnowledgeStore};
-
-impl From<KnowledgeError> for ApiError {
-    fn from(e: KnowledgeError) -> Self {
-        match e {
-            KnowledgeError::UnknownModel(u) => ApiError::BadRequest(u.to_string()),
-            KnowledgeError::SourceNotFound => ApiError::not_found("Knowledge source"),
-            KnowledgeError::DocumentNotFound => ApiError::not_found("Document"),
-            KnowledgeError::AgentNotFound => ApiError::not_found("Agent"),
-            KnowledgeError::Invalid(m) => ApiError::BadRequest(m),
-            KnowledgeError::Failed(m) => ApiError::Internal(m),
-            KnowledgeError::Store(s) => s.into(),
-        }
-    }
-}
 
 /// A knowledge source as the API shows it.
 #[derive(Debug, Serialize, ToSchema)]

@@ -46,17 +46,23 @@ pub async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Re
                     quota: None,
                 }
                 .into_response();
-                state
-                    .http_metrics
-                    .record(route.as_ref(), &method, resp.status(), started);
+                state.http_metrics.record(
+                    route.as_ref().map(|r| r.as_str()),
+                    &method,
+                    resp.status(),
+                    started,
+                );
                 return resp;
             }
         },
     };
     let resp = next.run(req).await;
-    state
-        .http_metrics
-        .record(route.as_ref(), &method, resp.status(), started);
+    state.http_metrics.record(
+        route.as_ref().map(|r| r.as_str()),
+        &method,
+        resp.status(),
+        started,
+    );
     match guard {
         // A body of known size is complete already: the slot can go now.
         Some(guard) if resp.body().size_hint().exact().is_none() => resp.map(|body| {

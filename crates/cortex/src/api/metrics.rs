@@ -29,7 +29,7 @@ fn may_read(caller: &Identity) -> ApiResult<()> {
 
 /// Prometheus text exposition of every `cortex_*` metric of this node.
 #[utoipa::path(get, path = "/v1/metrics", tag = "health", security(("bearer" = []), ("api_key" = [])),
-    responses((status = 200, content_type = "text/plain", description = "Prometheus text format 0.0.4"), (status = 403)))]
+    responses((status = 200, content_type = "text/plain", description = "Prometheus text format 0.0.4"), (status = 401), (status = 403)))]
 pub async fn prometheus(Caller(caller): Caller) -> ApiResult<Response> {
     may_read(&caller)?;
     let text = crate::telemetry::prometheus()
@@ -47,7 +47,7 @@ pub async fn prometheus(Caller(caller): Caller) -> ApiResult<Response> {
 
 /// This node's config loading, model routing and agent compilation figures.
 #[utoipa::path(get, path = "/v1/metrics/dashboard", tag = "health", security(("bearer" = []), ("api_key" = [])),
-    responses((status = 200, body = Object, description = "config_loading, model_routing, agent_compilation"), (status = 403)))]
+    responses((status = 200, body = Object, description = "config_loading, model_routing, agent_compilation"), (status = 401), (status = 403)))]
 pub async fn dashboard(
     State(state): State<AppState>,
     Caller(caller): Caller,

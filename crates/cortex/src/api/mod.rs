@@ -149,13 +149,144 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 
 /// The OpenAPI document as served at `/openapi.json`.
 pub fn openapi_json() -> String {
-    routes().1.to_pretty_json().unwrap_or_default()
+    document(&routes().1)
+}
+
+fn document(openapi: &utoipa::openapi::OpenApi) -> String {
+    let mut doc = serde_json::to_value(openapi).unwrap_or_default();
+    merge_flattened_objects(&mut doc);
+    document_scope_refusals(&mut doc);
+    document_validation_errors(&mut doc);
+    serde_json::to_string_pretty(&doc).unwrap_or_default()
+}
+
+/// Every operation of a scoped route family can answer `403` to an API key without the scope
+/// (`auth::ROUTE_SCOPES`, checked by the authentication layer, not by the handler).
+fn document_scope_refusals(doc: &mut serde_json::Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some((_, scope, _)) = auth::ROUTE_SCOPES
+            .iter()
+            .find(|(prefix, _, _)| path.starts_with(prefix))
+        else {
+            continue;
+        };
+        let Some(operations) = item.as_object_mut() else {
+            continue;
+        };
+        for operation in operations.values_mut() {
+            if let Some(responses) = operation
+                .get_mut("responses")
+                .and_then(|r| r.as_object_mut())
+            {
+                responses.entry("403").or_insert_with(|| {
+                    json!({"description": format!("The API key does not have the `{scope}` scope")})
+                });
+            }
+        }
+    }
+}
+
+/// Every operation that takes input (parameters or a body) can answer `422`: a malformed
+/// parameter (`?limit=-1`), a body that does not validate, or text with a NUL character, which
+/// `extract::reject_nul` refuses before any handler.
+fn document_validation_errors(doc: &mut serde_json::Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
+        return;
+    };
+    for item in paths.values_mut() {
+        let Some(operations) = item.as_object_mut() else {
+            continue;
+        };
+        for operation in operations.values_mut() {
+            let takes_input = operation
+                .get("parameters")
+                .and_then(|p| p.as_array())
+                .is_some_and(|p| !p.is_empty())
+                || operation.get("requestBody").is_some();
+            if !takes_input {
+                continue;
+            }
+            if let Some(responses) = operation
+                .get_mut("responses")
+                .and_then(|r| r.as_object_mut())
+            {
+                responses
+                    .entry("422")
+                    .or_insert_with(|| json!({"description": "Validation error"}));
+            }
+        }
+    }
+}
+
+/// A response that flattens a request type (`ActionView` = `id` + `ActionDef` + timestamps) is
+/// generated as `allOf` over the request's schema, which is closed (`additionalProperties:
+/// false`, from `deny_unknown_fields`): no object can satisfy both parts. Such an `allOf` is
+/// merged into one object schema with the properties and required fields of every part.
+fn merge_flattened_objects(doc: &mut serde_json::Value) {
+    let Some(schemas) = doc
+        .pointer("/components/schemas")
+        .and_then(|s| s.as_object())
+        .cloned()
+    else {
+        return;
+    };
+    let resolve = |part: &serde_json::Value| -> serde_json::Value {
+        part.get("$ref")
+            .and_then(|r| r.as_str())
+            .and_then(|r| r.strip_prefix("#/components/schemas/"))
+            .and_then(|name| schemas.get(name))
+            .cloned()
+            .unwrap_or_else(|| part.clone())
+    };
+    let Some(targets) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(|s| s.as_object_mut())
+    else {
+        return;
+    };
+    for schema in targets.values_mut() {
+        let Some(parts) = schema.get("allOf").and_then(|a| a.as_array()) else {
+            continue;
+        };
+        let parts: Vec<serde_json::Value> = parts.iter().map(&resolve).collect();
+        let closed = parts
+            .iter()
+            .any(|p| p.get("additionalProperties") == Some(&serde_json::Value::Bool(false)));
+        if !closed || parts.iter().any(|p| p.get("properties").is_none()) {
+            continue;
+        }
+        let mut properties = serde_json::Map::new();
+        let mut required: Vec<serde_json::Value> = Vec::new();
+        for part in &parts {
+            if let Some(props) = part.get("properties").and_then(|p| p.as_object()) {
+                properties.extend(props.clone());
+            }
+            for name in part
+                .get("required")
+                .and_then(|r| r.as_array())
+                .into_iter()
+                .flatten()
+            {
+                if !required.contains(name) {
+                    required.push(name.clone());
+                }
+            }
+        }
+        let mut merged = json!({"type": "object", "properties": properties, "required": required});
+        if let Some(description) = schema.get("description") {
+            merged["description"] = description.clone();
+        }
+        *schema = merged;
+    }
 }
 
 /// The complete application: routes, authentication, limits, CORS, request ids, logs.
 pub fn router(state: AppState) -> Router {
     let (routes, openapi) = routes();
-    let openapi = Arc::new(openapi.to_pretty_json().unwrap_or_default());
+    let openapi = Arc::new(document(&openapi));
     let request_id = HeaderName::from_static("x-request-id");
     routes
         .route(
@@ -171,6 +302,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.limits.json_body_bytes))
+        .layer(axum::middleware::from_fn(extract::reject_nul))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_auth))
         .layer(axum::middleware::from_fn_with_state(state.clone(), limits::edge))
         .layer(
@@ -185,6 +317,25 @@ pub fn router(state: AppState) -> Router {
                 .layer(cors::layer(&state.config.cors.allowed_origins)),
         )
         .with_state(state)
+}
+
+/// Serve the application on `listener` until `graceful` resolves (no new connections after it;
+/// the caller bounds the drain of those in flight).
+pub async fn serve(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    graceful: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    axum::serve(
+        // Small writes (SSE events) leave at once instead of waiting for Nagle's algorithm.
+        listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        }),
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(graceful)
+    .await
 }
 
 async fn not_found() -> ApiError {

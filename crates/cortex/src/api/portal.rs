@@ -256,7 +256,8 @@ pub async fn list_keys(
 
 /// Revoke a key; it stops working immediately on every node.
 #[utoipa::path(delete, path = "/portal/api/keys/{id}", tag = "portal", security(("bearer" = [])),
-    params(("id" = Uuid, Path)), responses((status = 200, body = RevokedKey), (status = 401), (status = 404)))]
+    params(("id" = Uuid, Path)), responses((status = 200, body = RevokedKey), (status = 401),
+        (status = 403, description = "Keys are managed with a session, not with an API key"), (status = 404), (status = 422)))]
 pub async fn revoke_key(
     State(state): State<AppState>,
     Caller(caller): Caller,

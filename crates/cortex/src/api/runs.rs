@@ -24,7 +24,7 @@ use crate::pipeline::{AgentChoice, Event, Frame};
 use crate::runs::{EventLog, Job, StopReason};
 use crate::state::AppState;
 use crate::store::{
-    AgentStore, CompanyStore, Project, Run, RunStore, StartPlan, StartRefusal, Thread, ThreadTarget,
+    AgentStore, CompanyStore, Project, Run, RunStore, StartPlan, Thread, ThreadTarget,
 };
 
 /// A file of `files[]`, as received (its name already cleaned).
@@ -186,6 +186,12 @@ async fn read_form(state: &AppState, mut form: Multipart) -> ApiResult<StartForm
             continue;
         }
         let text = field.text().await.map_err(bad)?;
+        if text.contains('\0') {
+            return Err(ApiError::validation(vec![super::extract::nul_error(vec![
+                serde_json::json!("body"),
+                serde_json::json!(name),
+            ])]));
+        }
         let slot = match name.as_str() {
             "prompt" => &mut out.prompt,
             "thread_id" => &mut out.thread_id,
@@ -359,34 +365,6 @@ fn resolve_model(state: &AppState, model_name: Option<&str>) -> ApiResult<ModelC
     }
 }
 
-fn refusal(e: StartRefusal) -> ApiError {
-    match e {
-        StartRefusal::NotFound(what) => ApiError::not_found(what),
-        StartRefusal::Busy => {
-            ApiError::Conflict("This thread already has a running agent run".into())
-        }
-        StartRefusal::InsufficientCredits => ApiError::insufficient_credits(),
-        StartRefusal::RunLimit {
-            running_thread_ids,
-            running_count,
-            limit,
-        } => ApiError::payment(
-            "AGENT_RUN_LIMIT_EXCEEDED",
-            &format!("Maximum of {limit} concurrent runs. You have {running_count} running."),
-            json!({"running_thread_ids": running_thread_ids, "running_count": running_count, "limit": limit}),
-        ),
-        StartRefusal::ThreadLimit {
-            current_count,
-            limit,
-        } => ApiError::payment(
-            "THREAD_LIMIT_EXCEEDED",
-            &format!("Maximum of {limit} threads allowed."),
-            json!({"current_count": current_count, "limit": limit}),
-        ),
-        StartRefusal::Store(s) => s.into(),
-    }
-}
-
 /// Start an agent run; answers before any model work, the run continues in the background.
 #[utoipa::path(post, path = "/v1/agent/start", tag = "runs", security(("bearer" = []), ("api_key" = [])),
     request_body(content_type = "multipart/form-data", description = "prompt, thread_id, project_id, agent_id, model_name, optimistic, memory_enabled, mode, files[]"),
@@ -549,7 +527,7 @@ pub async fn start(
                     })
                     .await;
             }
-            return Err(refusal(e));
+            return Err(ApiError::from(e));
         }
     };
     let run = started.run;

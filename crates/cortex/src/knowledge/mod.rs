@@ -72,6 +72,8 @@ pub struct Knowledge {
     /// One lock per source being written, so concurrent ingestions of a source do not interleave
     /// their index rebuilds.
     writing: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
+    /// A document being ingested is marked alive every quarter of this (see [`Self::alive_while`]).
+    lease: std::time::Duration,
 }
 
 /// The outcome of one ingestion.
@@ -142,6 +144,7 @@ impl Knowledge {
             fetcher,
             upload_root,
             writing: Mutex::new(HashMap::new()),
+            lease: std::time::Duration::from_secs(config.knowledge.ingestion_lease_seconds.max(1)),
         })
     }
 
@@ -318,23 +321,51 @@ impl Knowledge {
             .begin_document(company_id, source_id, name, incoming.kind)
             .await
             .map_err(not_found(KnowledgeError::SourceNotFound))?;
-        let converted = match self.convert(name, incoming.bytes, format).await {
-            Ok(d) => d,
-            Err(reason) => {
-                return Err(self
-                    .fail(store, company_id, source_id, document.id, reason)
-                    .await);
+        let work = async {
+            let converted = match self.convert(name, incoming.bytes, format).await {
+                Ok(d) => d,
+                Err(reason) => {
+                    return Err(self
+                        .fail(store, company_id, source_id, document.id, reason)
+                        .await);
+                }
+            };
+            let pieces = cortex_ingest::chunk(&converted, &self.chunking);
+            let target = Target {
+                source_id,
+                document_id: document.id,
+                origin: Some(name),
+                bytes: incoming.bytes.len() as i64,
+            };
+            self.store_pieces(store, company_id, &target, &model_name, embedder, pieces)
+                .await
+        };
+        self.alive_while(store, company_id, document.id, work).await
+    }
+
+    /// Runs `work` (an ingestion of the document) while marking the document alive every
+    /// quarter lease: a node's sweep fails only documents left `processing` and unmarked for a
+    /// whole lease, those of a process that died (`server::fail_interrupted_ingestions`).
+    async fn alive_while<T>(
+        &self,
+        store: &SqlStore,
+        company_id: Uuid,
+        document_id: Uuid,
+        work: impl std::future::Future<Output = T>,
+    ) -> T {
+        let every = self.lease / 4;
+        let heartbeat = async {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) = store.touch_document(company_id, document_id).await {
+                    tracing::debug!(error = %e, %document_id, "ingestion heartbeat not written");
+                }
             }
         };
-        let pieces = cortex_ingest::chunk(&converted, &self.chunking);
-        let target = Target {
-            source_id,
-            document_id: document.id,
-            origin: Some(name),
-            bytes: incoming.bytes.len() as i64,
-        };
-        self.store_pieces(store, company_id, &target, &model_name, embedder, pieces)
-            .await
+        tokio::select! {
+            out = work => out,
+            () = heartbeat => unreachable!("the heartbeat loops until the work ends"),
+        }
     }
 
     /// The embedder of a document added to `source`: the one asked for, else the source's own,
@@ -396,8 +427,12 @@ impl Knowledge {
             .ok_or(KnowledgeError::SourceNotFound)?;
         let response = match self.fetcher.get(url).await {
             Ok(r) => r,
+            // The address itself is unusable (refused, malformed, or a host that does not
+            // resolve): the request is wrong, and no document is made of it.
             Err(
-                e @ (cortex_net::NetError::Blocked { .. } | cortex_net::NetError::InvalidUrl(_)),
+                e @ (cortex_net::NetError::Blocked { .. }
+                | cortex_net::NetError::InvalidUrl(_)
+                | cortex_net::NetError::Dns { .. }),
             ) => {
                 return Err(KnowledgeError::Invalid(e.to_string()));
             }
@@ -513,8 +548,9 @@ impl Knowledge {
             origin: Some(&agent),
             bytes: bytes as i64,
         };
+        let work = self.store_pieces(store, company_id, &target, &model_name, embedder, pieces);
         let done = self
-            .store_pieces(store, company_id, &target, &model_name, embedder, pieces)
+            .alive_while(store, company_id, document.id, work)
             .await?;
         Ok((done, processed))
     }

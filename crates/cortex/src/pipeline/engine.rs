@@ -5,6 +5,7 @@
 //! call at its boundary.
 
 use std::time::Instant;
+use tracing::Instrument;
 
 use async_trait::async_trait;
 use cortex_llm::{
@@ -119,8 +120,19 @@ pub async fn run_loop(
         if let Some(max) = cfg.max_tokens {
             req = req.with_max_tokens(max);
         }
+        // One span per model call, open until its answer is complete (a stream to its end).
+        let call_span = tracing::info_span!(
+            "llm.call",
+            tier = cfg.tier.as_str(),
+            stream = cfg.stream,
+            model = tracing::field::Empty,
+            input_tokens = tracing::field::Empty,
+            output_tokens = tracing::field::Empty,
+        );
         let (response, answered_by) = if cfg.stream {
-            let out = cortex_llm::with_cancel(cancel, llm.chat_stream(cfg.tier, &req)).await?;
+            let out = cortex_llm::with_cancel(cancel, llm.chat_stream(cfg.tier, &req))
+                .instrument(call_span.clone())
+                .await?;
             let mut stream = out.stream;
             let mut done = None;
             loop {
@@ -142,9 +154,15 @@ pub async fn run_loop(
                 .ok_or_else(|| LlmError::Decode("stream ended without a final response".into()))?;
             (resp, out.answered_by)
         } else {
-            let out = cortex_llm::with_cancel(cancel, llm.chat(cfg.tier, &req)).await?;
+            let out = cortex_llm::with_cancel(cancel, llm.chat(cfg.tier, &req))
+                .instrument(call_span.clone())
+                .await?;
             (out.response, out.answered_by)
         };
+        call_span.record("model", answered_by.model.as_str());
+        call_span.record("input_tokens", response.usage.input_tokens);
+        call_span.record("output_tokens", response.usage.output_tokens);
+        drop(call_span);
         usage += response.usage;
         let call_cost = micro_usd(llm.cost_usd(&answered_by.model, &response.usage));
         cost += call_cost;
@@ -214,10 +232,17 @@ pub async fn run_loop(
             })
             .await?;
             let s = Instant::now();
+            let tool_span = tracing::info_span!(
+                "tool.call",
+                tool = call.name.as_str(),
+                ok = tracing::field::Empty,
+            );
             let outcome = tokio::select! {
                 () = cancel.cancelled() => return Err(PipelineError::Cancelled),
-                o = tools.execute(call) => o,
+                o = tools.execute(call).instrument(tool_span.clone()) => o,
             };
+            tool_span.record("ok", outcome.ok);
+            drop(tool_span);
             tool_ms += ms(s);
             metrics::counter!("cortex_tool_calls_total", "ok" => if outcome.ok { "true" } else { "false" }).increment(1);
             sink.emit(Event::ToolResult {

@@ -17,6 +17,8 @@ pub mod text;
 use std::sync::Arc;
 use std::time::Instant;
 
+use tracing::Instrument;
+
 use cortex_llm::optimizer::{self, ContextInput};
 use cortex_llm::{LlmError, Message, Tier, ToolDef, Usage};
 use serde::Serialize;
@@ -284,6 +286,7 @@ pub struct Configured {
 
 /// Stage 01: the agent (through the config cache) and its linked actions, read once: tools for
 /// stage 07, post-response actions for stage 08.
+#[tracing::instrument(name = "stage.01_config_load", skip_all)]
 pub async fn configure(
     state: &AppState,
     company_id: Uuid,
@@ -362,6 +365,7 @@ async fn prepare_configured(
             agent.id,
             input.message,
         )
+        .instrument(tracing::info_span!("stage.02_memory_recall"))
         .await?
     } else {
         Vec::new()
@@ -370,6 +374,7 @@ async fn prepare_configured(
 
     // 03 context
     let s = Instant::now();
+    let stage = tracing::info_span!("stage.03_context_engine");
     let knowledge = context::retrieve(
         state,
         input.company_id,
@@ -377,12 +382,15 @@ async fn prepare_configured(
         input.message,
         settings.rag_top_k as usize,
     )
+    .instrument(stage.clone())
     .await?;
-    let faqs = context::ranked_faqs(spec, input.message);
+    let faqs = stage.in_scope(|| context::ranked_faqs(spec, input.message));
+    drop(stage);
     t.context_engine = ms(s);
 
-    // 04 token optimizer
+    // 04 token optimizer (no await inside: the span is entered, then dropped)
     let s = Instant::now();
+    let stage = tracing::info_span!("stage.04_token_optimizer").entered();
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let customer = serde_json::json!({"id": input.customer_id});
     let identity = loaded.template.render(&PromptContext {
@@ -417,6 +425,7 @@ async fn prepare_configured(
         after_compression: report.after as u64,
         savings_pct: report.savings_pct,
     };
+    drop(stage);
     t.token_optimizer = ms(s);
     Ok(Prepared {
         loaded,
@@ -489,7 +498,9 @@ pub async fn run(
     // customer's memory nor a tool, so a hit needs none of what 02–04 gather.
     let s = Instant::now();
     let cached = if cache_enabled {
-        let found = cached_answer(state, &input, cache_threshold).await;
+        let found = cached_answer(state, &input, cache_threshold)
+            .instrument(tracing::info_span!("stage.05_cache_check"))
+            .await;
         let result = if found.is_some() { "hit" } else { "miss" };
         metrics::counter!("cortex_answer_cache_lookups_total", "result" => result).increment(1);
         found
@@ -573,37 +584,44 @@ pub async fn run(
         .tier
         .as_deref()
         .and_then(|t| t.parse::<Tier>().ok());
-    let decision = cortex_llm::router::route(&input.message, !optimized.tools.is_empty(), pinned);
+    let decision = tracing::info_span!("stage.06_model_router").in_scope(|| {
+        cortex_llm::router::route(&input.message, !optimized.tools.is_empty(), pinned)
+    });
     t.model_router = ms(s);
 
     // 07 compiler
     let s = Instant::now();
     let system = prepared.system_prompt()?;
-    let outcome = match &state.llm {
-        Some(llm) => {
-            let cfg = engine::LoopConfig {
-                tier: decision.tier,
-                tools: &optimized.tools,
-                max_rounds: settings.max_tool_rounds.min(5),
-                temperature: settings.temperature,
-                max_tokens: settings.max_tokens,
-                stream,
-            };
-            let tools = ActionSet {
-                state,
-                linked: &prepared.linked,
-            };
-            engine::run_loop(llm, cfg, &tools, prepared.messages(system), &sink, cancel).await?
-        }
-        None => {
-            let reply = extractive::answer(&input.message, &prepared.faqs, &optimized.knowledge);
-            sink.emit(Event::TextDelta {
-                delta: reply.clone(),
-            })
-            .await?;
-            extractive_outcome(reply, optimized.report.after as u64)
-        }
-    };
+    let outcome = async {
+        Ok::<_, PipelineError>(match &state.llm {
+            Some(llm) => {
+                let cfg = engine::LoopConfig {
+                    tier: decision.tier,
+                    tools: &optimized.tools,
+                    max_rounds: settings.max_tool_rounds.min(5),
+                    temperature: settings.temperature,
+                    max_tokens: settings.max_tokens,
+                    stream,
+                };
+                let tools = ActionSet {
+                    state,
+                    linked: &prepared.linked,
+                };
+                engine::run_loop(llm, cfg, &tools, prepared.messages(system), &sink, cancel).await?
+            }
+            None => {
+                let reply =
+                    extractive::answer(&input.message, &prepared.faqs, &optimized.knowledge);
+                sink.emit(Event::TextDelta {
+                    delta: reply.clone(),
+                })
+                .await?;
+                extractive_outcome(reply, optimized.report.after as u64)
+            }
+        })
+    }
+    .instrument(tracing::info_span!("stage.07_agent_compiler"))
+    .await?;
     t.agent_compiler = ms(s);
     t.tool_call_rounds = u64::from(outcome.rounds);
     t.tool_execution = outcome.tool_ms;
@@ -791,6 +809,7 @@ fn turn_of(
 /// Stage 08: persist the turn and its usage (a cache hit's in the background), store a
 /// cacheable answer in the background, record metrics. `(config_hit, routed_tier)` are what
 /// stages 01 and 06 decided.
+#[tracing::instrument(name = "stage.08_post_actions", skip_all)]
 async fn finish(
     state: &AppState,
     input: &ChatInput,

@@ -280,6 +280,8 @@ pub trait KnowledgeStore {
         before: chrono::DateTime<chrono::Utc>,
         error: &str,
     ) -> StoreResult<u64>;
+    /// Marks a document still `processing` alive (its ingestion's heartbeat).
+    async fn touch_document(&self, company_id: Uuid, document_id: Uuid) -> StoreResult<()>;
     /// Replaces the chunks of one document in one transaction and marks it completed (the
     /// source takes `embedding` as its model). Returns the vector ids of the chunks removed.
     #[allow(clippy::too_many_arguments)]
@@ -686,6 +688,19 @@ impl KnowledgeStore for SqlStore {
         one_row(done)?;
         refresh_source(&mut tx, &company, &source, &at).await?;
         tx.commit().await?;
+        Ok(())
+    }
+
+    async fn touch_document(&self, company_id: Uuid, document_id: Uuid) -> StoreResult<()> {
+        sqlx::query(concat!(
+            "UPDATE knowledge_documents SET updated_at = $1",
+            " WHERE company_id = $2 AND id = $3 AND status = 'processing'"
+        ))
+        .bind(fmt_ts(now()))
+        .bind(company_id.to_string())
+        .bind(document_id.to_string())
+        .execute(self.pool())
+        .await?;
         Ok(())
     }
 

@@ -12,6 +12,8 @@ on_every_backend!(
     config_endpoint_reflects_updates_at_once,
     agents_of_other_companies_are_invisible,
     members_use_agents_admins_change_them,
+    links_to_another_companys_sources_or_actions_are_refused,
+    a_template_that_cannot_render_is_refused_at_save_and_named_at_chat,
 );
 
 fn full_agent() -> serde_json::Value {
@@ -252,8 +254,15 @@ async fn members_use_agents_admins_change_them(b: Backend) {
     let app = spawn_app(b).await;
     let s = app.admin().await;
     let id = app.create_agent(&s, json!({"name": "A"})).await;
-    let key = app
+    let chat_only = app
         .create_key(&s, json!({"name": "chat only", "scopes": ["chat"]}))
+        .await;
+    let chat_only = Auth::ApiKeyHeader(chat_only["key"].as_str().unwrap().into());
+    app.get(&format!("/v1/agents/{id}"), &chat_only)
+        .await
+        .assert_error(403, "FORBIDDEN");
+    let key = app
+        .create_key(&s, json!({"name": "reader", "scopes": ["chat", "agents"]}))
         .await;
     let key = Auth::ApiKeyHeader(key["key"].as_str().unwrap().into());
     assert_eq!(app.get(&format!("/v1/agents/{id}"), &key).await.status, 200);
@@ -263,4 +272,123 @@ async fn members_use_agents_admins_change_them(b: Backend) {
     app.delete(&format!("/v1/agents/{id}"), &key)
         .await
         .assert_error(403, "FORBIDDEN");
+}
+
+/// An agent can link only its own company's knowledge sources and actions.
+async fn links_to_another_companys_sources_or_actions_are_refused(b: Backend) {
+    let app = spawn_app(b).await;
+    let s = app.admin().await;
+    let (_, other) = app.other_company().await;
+    let theirs = app
+        .post(
+            "/v1/knowledge/sources",
+            &other,
+            json!({"name": "Theirs", "kind": "file"}),
+        )
+        .await;
+    let theirs = theirs.body["id"].as_str().unwrap().to_string();
+    let their_action = app
+        .post(
+            "/v1/actions",
+            &other,
+            json!({"name": "their_tool", "description": "x", "method": "GET", "webhook_url": "https://example.com/x"}),
+        )
+        .await;
+    assert_eq!(their_action.status, 201, "{}", their_action.body);
+    let their_action = their_action.body["id"].as_str().unwrap().to_string();
+    let ours = app
+        .post(
+            "/v1/knowledge/sources",
+            &s,
+            json!({"name": "Ours", "kind": "file"}),
+        )
+        .await;
+    let ours = ours.body["id"].as_str().unwrap().to_string();
+
+    let r = app
+        .post(
+            "/v1/agents",
+            &s,
+            json!({"name": "x", "knowledge_source_ids": [ours, theirs], "action_ids": [their_action]}),
+        )
+        .await;
+    r.assert_error(422, "VALIDATION_ERROR");
+    let locs: Vec<_> = r.body["detail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["loc"].clone())
+        .collect();
+    assert_eq!(
+        locs,
+        vec![
+            json!(["body", "knowledge_source_ids", 1]),
+            json!(["body", "action_ids", 0])
+        ]
+    );
+    assert_eq!(
+        app.get("/v1/agents", &s).await.body["pagination"]["total"],
+        0
+    );
+
+    let id = app
+        .create_agent(&s, json!({"name": "ok", "knowledge_source_ids": [ours]}))
+        .await;
+    let r = app
+        .request(
+            Method::PATCH,
+            &format!("/v1/agents/{id}"),
+            &s,
+            Some(json!({"action_ids": [their_action]})),
+        )
+        .await;
+    r.assert_error(422, "VALIDATION_ERROR");
+    let agent = app.get(&format!("/v1/agents/{id}"), &s).await;
+    assert_eq!(agent.body["action_ids"], json!([]), "{}", agent.body);
+}
+
+/// A template that compiles but fails when rendered is refused at save (at its line); one that
+/// fails only on some turn's values answers that chat with the failure named, not an opaque 500.
+async fn a_template_that_cannot_render_is_refused_at_save_and_named_at_chat(b: Backend) {
+    let fake = cortex_fakellm::FakeLlm::start().await;
+    let url = fake.base_url().to_string();
+    let app = crate::helpers::spawn_app_with(b, |c| {
+        c.llm = crate::helpers::fake_llm(&url, 0, 5.0);
+    })
+    .await;
+    let s = app.admin().await;
+    let r = app
+        .post(
+            "/v1/agents",
+            &s,
+            json!({"name": "x", "system_prompt": "Hello\n{{ customer.id | shout }}"}),
+        )
+        .await;
+    r.assert_error(422, "VALIDATION_ERROR");
+    let d = &r.body["detail"][0];
+    assert_eq!(d["loc"], json!(["body", "system_prompt"]));
+    assert_eq!(d["type"], "template_error");
+    let msg = d["msg"].as_str().unwrap();
+    assert!(msg.contains("shout") && msg.contains("line 2"), "{msg}");
+
+    let id = app
+        .create_agent(
+            &s,
+            json!({"name": "x", "system_prompt": "Hi.{% if channel == 'whatsapp' %}{{ 1 // 0 }}{% endif %}"}),
+        )
+        .await;
+    let company = app.company_id(&s).await;
+    let mut body = crate::helpers::TestApp::chat_body(
+        &company,
+        &id,
+        &uuid::Uuid::new_v4().to_string(),
+        "hello",
+    );
+    body["channel"] = json!("whatsapp");
+    let r = app.post("/v1/chat", &s, body).await;
+    r.assert_error(422, "VALIDATION_ERROR");
+    let d = &r.body["detail"][0];
+    assert_eq!(d["loc"], json!(["agent", "system_prompt"]));
+    let msg = d["msg"].as_str().unwrap();
+    assert!(msg.contains("failed to render"), "{msg}");
 }

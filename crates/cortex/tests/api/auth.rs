@@ -16,6 +16,8 @@ on_every_backend!(
     expired_key_is_refused,
     last_used_at_is_written_once_per_interval,
     forged_or_expired_tokens_are_refused,
+    the_generated_session_secret_is_stored_sealed,
+    each_route_family_needs_its_scope,
 );
 
 async fn login_good_and_bad(b: Backend) {
@@ -256,4 +258,122 @@ async fn forged_or_expired_tokens_are_refused(b: Backend) {
     app.get("/v1/me", &Auth::Bearer(t))
         .await
         .assert_error(401, "UNAUTHORIZED");
+}
+
+/// The generated session secret is kept sealed with the secrets key, never in clear. One an
+/// earlier version stored in clear is sealed at start-up (its clear row deleted) and the sessions
+/// it signed stay valid; one that no longer opens (the key was replaced) is generated anew.
+async fn the_generated_session_secret_is_stored_sealed(b: Backend) {
+    use crate::helpers::{database_that_outlives_the_app, spawn_app_with};
+    const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+    const OTHER_KEY: &str = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
+    let url = database_that_outlives_the_app(b).await;
+    let start = |key: &'static str| {
+        let url = url.clone();
+        spawn_app_with(b, move |c| {
+            c.database_url = Some(url);
+            c.auth.jwt_secret = None;
+            c.secrets.encryption_key = Some(key.to_string().into());
+        })
+    };
+    let settings = |pool: sqlx::AnyPool| async move {
+        let rows: Vec<(String, String)> = sqlx::query_as("SELECT key, value FROM settings")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        rows.into_iter()
+            .collect::<std::collections::HashMap<_, _>>()
+    };
+
+    let first = start(KEY).await;
+    let session = first.admin().await;
+    assert_eq!(first.get("/v1/me", &session).await.status, 200);
+    let stored = settings(first.raw_db().await).await;
+    assert!(!stored.contains_key("jwt_secret"), "no secret in clear");
+    let sealed = &stored["jwt_secret_sealed"];
+    assert!(sealed.starts_with("v1:"), "{sealed}");
+    let secret = cortex::secrets::SecretBox::new(&cortex::secrets::decode_key(KEY).unwrap())
+        .unwrap()
+        .open(sealed, "settings:jwt_secret")
+        .unwrap();
+    assert_eq!(secret.len(), 64);
+    assert!(!sealed.contains(std::str::from_utf8(&secret).unwrap()));
+
+    // As an earlier version left it: the same secret, in clear.
+    let pool = first.raw_db().await;
+    sqlx::query("DELETE FROM settings WHERE key = 'jwt_secret_sealed'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO settings (key, value) VALUES ('jwt_secret', $1)")
+        .bind(std::str::from_utf8(&secret).unwrap())
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    drop(first);
+
+    let second = start(KEY).await;
+    assert_eq!(
+        second.get("/v1/me", &session).await.status,
+        200,
+        "a session signed before the move stays valid"
+    );
+    let stored = settings(second.raw_db().await).await;
+    assert!(!stored.contains_key("jwt_secret"), "the clear row is gone");
+    assert!(stored["jwt_secret_sealed"].starts_with("v1:"));
+    drop(second);
+
+    let third = start(OTHER_KEY).await;
+    assert_eq!(third.get("/v1/me", &session).await.status, 401);
+    let fresh = third.admin().await;
+    assert_eq!(third.get("/v1/me", &fresh).await.status, 200);
+}
+
+/// An API key reaches a family of routes only with its scope (`admin` also opens the
+/// configuration families, and is needed to change them); the refusal is a `403` naming it.
+async fn each_route_family_needs_its_scope(b: Backend) {
+    let app = spawn_app(b).await;
+    let s = app.admin().await;
+    let memory_only = app.key_with_scopes(&s, &["memory"]).await;
+    for path in [
+        "/v1/agents",
+        "/v1/connections",
+        "/v1/actions",
+        "/v1/knowledge/sources",
+        "/v1/cache/stats",
+        "/v1/threads",
+        "/v1/metrics/system",
+    ] {
+        let r = app.get(path, &memory_only).await;
+        let msg = r.assert_error(403, "FORBIDDEN");
+        assert!(msg.contains("scope"), "{path}: {msg}");
+    }
+    let company = app.company_id(&s).await;
+    let r = app
+        .post(
+            "/v1/memory/cust-1",
+            &memory_only,
+            json!({"company_id": company, "query": "tea"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let reader = app.key_with_scopes(&s, &["agents"]).await;
+    assert_eq!(app.get("/v1/agents", &reader).await.status, 200);
+    let r = app.post("/v1/agents", &reader, json!({"name": "x"})).await;
+    r.assert_error(403, "FORBIDDEN");
+    assert_eq!(app.get("/v1/connections", &reader).await.status, 403);
+
+    let admin = app.key_with_scopes(&s, &["admin"]).await;
+    assert_eq!(app.get("/v1/agents", &admin).await.status, 200);
+    let r = app.post("/v1/agents", &admin, json!({"name": "x"})).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    app.get("/v1/threads", &admin)
+        .await
+        .assert_error(403, "FORBIDDEN");
+
+    // The document says so.
+    let doc = app.get("/openapi.json", &Auth::None).await.body;
+    assert!(doc["paths"]["/v1/agents"]["get"]["responses"]["403"].is_object());
 }

@@ -280,3 +280,219 @@ async fn admin_commands_create_company_user_and_key() {
     assert_eq!(boot.status(), 401);
     stop.cancel();
 }
+
+/// With `log.otlp_endpoint`, the real binary exports a trace per request to an OTLP/HTTP
+/// collector (protobuf): the request's span carries its request id, and under it a span per
+/// pipeline stage, per model call and per tool call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_with_a_tool_call_exports_its_spans_over_otlp() {
+    use std::sync::{Arc, Mutex};
+
+    use cortex_fakellm::{FakeLlm, Step, ToolCall};
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+    use prost::Message;
+
+    // The collector: records every export it is sent.
+    let exports: Arc<Mutex<Vec<bytes::Bytes>>> = Arc::default();
+    let collector = axum::Router::new()
+        .route(
+            "/v1/traces",
+            axum::routing::post(
+                |axum::extract::State(seen): axum::extract::State<
+                    Arc<Mutex<Vec<bytes::Bytes>>>,
+                >,
+                 body: bytes::Bytes| async move {
+                    seen.lock().unwrap().push(body);
+                    axum::http::StatusCode::OK
+                },
+            ),
+        )
+        .with_state(exports.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let collector_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, collector).await.unwrap() });
+
+    let webhook = crate::helpers::Receiver::start().await;
+    let fake = FakeLlm::start().await;
+    fake.push(Step::tool_calls(vec![ToolCall::new(
+        "get_order_status",
+        json!({"order_id": "A-17"}),
+    )]));
+    fake.push(Step::text("Order A-17 has shipped."));
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = crate::runs::write_node_config(dir.path(), port, None, &fake, "");
+    let mut child = cortex(dir.path())
+        .args(["--config", config.to_str().unwrap(), "serve"])
+        .env("CORTEX_LOG__OTLP_ENDPOINT", &collector_url)
+        .env("CORTEX_LOG__SERVICE_NAME", "cortex-under-test")
+        .env("CORTEX_LOG__LEVEL", "info")
+        .env("CORTEX_NETWORK__ALLOW_PRIVATE", "true")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    crate::runs::wait_healthy(&client, &base).await;
+    let token = client
+        .post(format!("{base}/portal/api/login"))
+        .json(&json!({"email": crate::helpers::ADMIN_EMAIL, "password": crate::helpers::ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let post = |path: &str, body: Value| {
+        client
+            .post(format!("{base}{path}"))
+            .bearer_auth(&token)
+            .header("x-request-id", "trace-me-0001")
+            .json(&body)
+    };
+    let action: Value = post(
+        "/v1/actions",
+        json!({"name": "get_order_status", "description": "Look up an order", "method": "GET",
+               "webhook_url": format!("{}/api", webhook.base), "path_template": "/orders/{order_id}",
+               "parameters_schema": {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]}}),
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let agent: Value = post(
+        "/v1/agents",
+        json!({"name": "Orders", "action_ids": [action["id"]], "settings": {"cache_enabled": false}}),
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let me: Value = client
+        .get(format!("{base}/v1/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let chat = post(
+        "/v1/chat",
+        json!({"company_id": me["company_id"], "agent_id": agent["id"], "conversation_id": uuid::Uuid::new_v4(),
+               "customer_id": "c-1", "message": "Where is order A-17?"}),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(chat.status(), 200);
+    let reply: Value = chat.json().await.unwrap();
+    assert_eq!(
+        reply["actions_executed"],
+        json!(["get_order_status"]),
+        "{reply}"
+    );
+
+    // SIGTERM: the exporter sends what it holds before the process exits.
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    for _ in 0..150 {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(child.try_wait().unwrap().is_some(), "the server stopped");
+
+    struct Seen {
+        name: String,
+        trace: Vec<u8>,
+        attrs: std::collections::HashMap<String, String>,
+    }
+    let mut spans = Vec::new();
+    let mut services = std::collections::BTreeSet::new();
+    for body in exports.lock().unwrap().iter() {
+        let export = ExportTraceServiceRequest::decode(body.as_ref()).unwrap();
+        for rs in export.resource_spans {
+            for kv in rs.resource.iter().flat_map(|r| r.attributes.iter()) {
+                if kv.key == "service.name"
+                    && let Some(Any::StringValue(s)) =
+                        kv.value.as_ref().and_then(|v| v.value.clone())
+                {
+                    services.insert(s);
+                }
+            }
+            for span in rs.scope_spans.into_iter().flat_map(|s| s.spans) {
+                let attrs = span
+                    .attributes
+                    .iter()
+                    .map(|kv| {
+                        let v = match kv.value.as_ref().and_then(|v| v.value.clone()) {
+                            Some(Any::StringValue(s)) => s,
+                            Some(Any::BoolValue(b)) => b.to_string(),
+                            Some(Any::IntValue(i)) => i.to_string(),
+                            other => format!("{other:?}"),
+                        };
+                        (kv.key.clone(), v)
+                    })
+                    .collect();
+                spans.push(Seen {
+                    name: span.name,
+                    trace: span.trace_id,
+                    attrs,
+                });
+            }
+        }
+    }
+    assert_eq!(services, ["cortex-under-test".to_string()].into());
+    let chat_request = spans
+        .iter()
+        .find(|s| {
+            s.name == "request" && s.attrs.get("path").map(String::as_str) == Some("/v1/chat")
+        })
+        .expect("a span for the chat request");
+    assert_eq!(chat_request.attrs["request_id"], "trace-me-0001");
+    let in_chat = |name: &str| {
+        spans
+            .iter()
+            .filter(|s| s.name == name && s.trace == chat_request.trace)
+            .collect::<Vec<_>>()
+    };
+    for stage in [
+        "stage.01_config_load",
+        "stage.02_memory_recall",
+        "stage.03_context_engine",
+        "stage.04_token_optimizer",
+        "stage.06_model_router",
+        "stage.07_agent_compiler",
+        "stage.08_post_actions",
+    ] {
+        assert_eq!(in_chat(stage).len(), 1, "{stage}");
+    }
+    let calls = in_chat("llm.call");
+    assert_eq!(calls.len(), 2, "one model call per round");
+    assert!(calls.iter().all(|c| c.attrs["model"].starts_with("m-")));
+    let tools = in_chat("tool.call");
+    assert_eq!(tools.len(), 1);
+    assert_eq!(tools[0].attrs["tool"], "get_order_status");
+    assert_eq!(tools[0].attrs["ok"], "true");
+}

@@ -13,6 +13,7 @@ on_every_backend!(
     request_ids_are_set_or_propagated,
     unknown_routes_and_methods_use_the_envelope,
     every_documented_route_exists_and_requires_auth_unless_public,
+    nul_characters_and_trailing_garbage_are_the_same_422_on_both_backends,
 );
 
 async fn json_bodies_over_one_megabyte_are_413(b: Backend) {
@@ -200,4 +201,142 @@ async fn every_documented_route_exists_and_requires_auth_unless_public(b: Backen
             );
         }
     }
+}
+
+/// PostgreSQL cannot store a NUL character in text; SQLite can. Both refuse it alike, with the
+/// field's path, wherever text comes in (JSON at any depth, the path, the query, a form field);
+/// NUL bytes inside an uploaded document are dropped, not a 500. A JSON body followed by
+/// anything but whitespace is not JSON.
+async fn nul_characters_and_trailing_garbage_are_the_same_422_on_both_backends(b: Backend) {
+    let app = spawn_app(b).await;
+    let s = app.admin().await;
+    let nul_at = |r: crate::helpers::Resp| {
+        r.assert_error(422, "VALIDATION_ERROR");
+        let detail = &r.body["detail"][0];
+        assert_eq!(detail["type"], "string_nul", "{}", r.body);
+        detail["loc"].clone()
+    };
+    let r = app
+        .post(
+            "/portal/api/login",
+            &Auth::None,
+            json!({"email": "admin\u{0}@cortex.local", "password": "x"}),
+        )
+        .await;
+    assert_eq!(nul_at(r), json!(["body", "email"]));
+    let r = app
+        .post("/v1/agents", &s, json!({"name": "Bad\u{0}name"}))
+        .await;
+    assert_eq!(nul_at(r), json!(["body", "name"]));
+    let r = app
+        .post(
+            "/v1/agents",
+            &s,
+            json!({"name": "ok", "faqs": [{"question": "q?", "answer": "a"}, {"question": "why\u{0}", "answer": "b"}]}),
+        )
+        .await;
+    assert_eq!(nul_at(r), json!(["body", "faqs", 1, "question"]));
+    let r = app
+        .post(
+            "/v1/memory/cust%00omer/save",
+            &s,
+            json!({"fact": "likes tea"}),
+        )
+        .await;
+    assert_eq!(nul_at(r), json!(["path"]));
+    let r = app.get("/v1/agents?limit=1%00", &s).await;
+    assert_eq!(nul_at(r), json!(["query"]));
+    // Nothing of the refused requests was stored.
+    let agents = app.get("/v1/agents", &s).await;
+    assert_eq!(agents.body["pagination"]["total"], 0, "{}", agents.body);
+
+    // Trailing garbage after the JSON value.
+    let r = app
+        .client
+        .post(format!("{}/v1/agents", app.base))
+        .bearer_auth(match &s {
+            Auth::Bearer(t) => t.clone(),
+            _ => unreachable!(),
+        })
+        .header("content-type", "application/json")
+        .body(r#"{"name": "trailing"} {"name": "x"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["detail"][0]["type"], "json_invalid", "{body}");
+    assert_eq!(
+        app.get("/v1/agents", &s).await.body["pagination"]["total"],
+        0
+    );
+
+    // NUL bytes inside a document are not text: dropped, and the rest is searchable.
+    let source = app
+        .post(
+            "/v1/knowledge/sources",
+            &s,
+            json!({"name": "Binaryish", "kind": "file"}),
+        )
+        .await;
+    let source = source.body["id"].as_str().unwrap().to_string();
+    let r = crate::knowledge::upload_as(
+        &app,
+        &s,
+        &source,
+        "notes.txt",
+        b"The zephyrine\0 valve opens at dawn.\0\0",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["status"], "completed", "{}", r.body);
+    let found = app
+        .post(
+            "/v1/knowledge/search",
+            &s,
+            json!({"source_ids": [source], "query": "zephyrine valve", "top_k": 1}),
+        )
+        .await;
+    let text = found.body["results"][0]["content"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(text.contains("zephyrine valve"), "{}", found.body);
+}
+
+/// ARCHITECTURE.md: `api` is the only module that knows axum, and failures become HTTP in one
+/// place (`api/error.rs`): no other file of the server names axum, and no other file of `api`
+/// implements `From<…> for ApiError`.
+#[test]
+fn only_api_knows_axum_and_only_api_error_maps_failures() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    let mut dirs = vec![src.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    assert!(files.len() > 40, "walked {} files", files.len());
+    let mut offenders = Vec::new();
+    for path in &files {
+        let rel = path
+            .strip_prefix(&src)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let text = std::fs::read_to_string(path).unwrap();
+        if !rel.starts_with("api/") && text.contains("axum") {
+            offenders.push(format!("{rel} names axum"));
+        }
+        if rel.starts_with("api/") && rel != "api/error.rs" && text.contains("for ApiError") {
+            offenders.push(format!("{rel} maps an error to ApiError"));
+        }
+    }
+    assert!(offenders.is_empty(), "{offenders:#?}");
 }

@@ -51,9 +51,10 @@ async fn detailed_health_checks_the_database(b: Backend) {
     );
 }
 
+/// With the default announce period (2 s), as a new user runs it.
 async fn shutdown_turns_health_503_and_drains_in_flight(b: Backend) {
     let app = spawn_app_with(b, |c| {
-        c.shutdown.announce_seconds = 1.0;
+        assert_eq!(c.shutdown.announce_seconds, 2.0, "the default");
         c.shutdown.drain_seconds = 10.0;
         c.instance_id = Some("node-under-test".into());
     })
@@ -96,7 +97,7 @@ async fn shutdown_turns_health_503_and_drains_in_flight(b: Backend) {
     );
 
     // After the announce period the request still in flight completes normally.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(2200)).await;
     tx.send(Ok(bytes::Bytes::from(format!(
         "\"password\": \"{ADMIN_PASSWORD}\"}}"
     ))))

@@ -107,6 +107,20 @@ pub struct TestApp {
     _dir: tempfile::TempDir,
 }
 
+/// A database of its own that a second app can be started on: a SQLite file, or a fresh
+/// PostgreSQL schema.
+pub async fn database_that_outlives_the_app(b: Backend) -> String {
+    match b {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap().keep();
+            format!("sqlite://{}?mode=rwc", dir.join("cortex.db").display())
+        }
+        Backend::Postgres => fresh_postgres_schema().await,
+    }
+}
+
+pub const TEST_JWT_SECRET: &str = "test-signing-secret-0123456789abcdefghij";
+
 pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, |_| {}).await
 }
@@ -123,6 +137,11 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
         ),
         Backend::Postgres => fresh_postgres_schema().await,
     });
+    // On PostgreSQL the session secret is configured (or sealed with a configured key): the
+    // nodes of a test that share a database share it.
+    if backend == Backend::Postgres {
+        config.auth.jwt_secret = Some(SecretString::from(TEST_JWT_SECRET));
+    }
     config.auth.bootstrap_email = ADMIN_EMAIL.into();
     config.auth.bootstrap_password = Some(SecretString::from(ADMIN_PASSWORD));
     config.shutdown.drain_seconds = 5.0;

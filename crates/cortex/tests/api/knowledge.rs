@@ -281,10 +281,16 @@ async fn sources_crud_and_other_companies_get_404(b: Backend) {
         )
         .await;
     bad.assert_error(422, "VALIDATION_ERROR");
-    // Keys without the admin scope read and search, but do not change knowledge.
+    // A key without the knowledge scope does not see it; with it (and without `admin`) it reads
+    // and searches, but does not change knowledge.
+    let chat_only = k.app.key_with_scopes(&k.s, &["chat"]).await;
+    k.app
+        .get(&format!("/v1/knowledge/sources/{id}"), &chat_only)
+        .await
+        .assert_error(403, "FORBIDDEN");
     let key = k
         .app
-        .create_key(&k.s, json!({"name": "reader", "scopes": ["chat"]}))
+        .create_key(&k.s, json!({"name": "reader", "scopes": ["knowledge"]}))
         .await["key"]
         .as_str()
         .unwrap()
@@ -730,6 +736,8 @@ async fn url_ingestion_goes_through_the_network_guard(b: Backend) {
         "http://169.254.169.254/latest/meta-data/".to_string(),
         "http://10.0.0.1/".to_string(),
         "file:///etc/passwd".to_string(),
+        // A host that does not resolve is the request's fault too.
+        "http://no-such-host.invalid/page".to_string(),
     ] {
         let r = k
             .app
@@ -741,7 +749,9 @@ async fn url_ingestion_goes_through_the_network_guard(b: Backend) {
             .await;
         let msg = r.assert_error(400, "BAD_REQUEST");
         assert!(
-            msg.contains("blocked") || msg.contains("invalid URL"),
+            msg.contains("blocked")
+                || msg.contains("invalid URL")
+                || msg.contains("could not resolve"),
             "{url}: {msg}"
         );
     }
@@ -1773,27 +1783,13 @@ async fn a_failed_document_fails_the_source_until_replaced_or_deleted(b: Backend
     assert_eq!(k.document_map(&source).await.len(), 2);
 }
 
-/// A database made before sources held several documents: migrated, each source becomes a
-/// source with one document that a new ingestion of the same name replaces.
-/// A database of its own that a second app can be started on: a SQLite file, or a fresh
-/// PostgreSQL schema.
-async fn database_that_outlives_the_app(b: Backend) -> String {
-    match b {
-        Backend::Sqlite => {
-            let dir = tempfile::tempdir().unwrap().keep();
-            format!("sqlite://{}?mode=rwc", dir.join("cortex.db").display())
-        }
-        Backend::Postgres => crate::helpers::fresh_postgres_schema().await,
-    }
-}
-
 /// A document left `processing` by a server that stopped mid-ingestion is failed when a server
 /// starts (on PostgreSQL, once it has not changed for an hour: another node may be working on
 /// it), and its source says so; one still being ingested elsewhere is left alone.
 async fn an_ingestion_cut_off_by_a_stop_is_failed_at_start_up(b: Backend) {
     use cortex::knowledge::model::SourceKind;
     use cortex::store::KnowledgeStore;
-    let url = database_that_outlives_the_app(b).await;
+    let url = crate::helpers::database_that_outlives_the_app(b).await;
     let first = spawn_app_with(b, |c| c.database_url = Some(url.clone())).await;
     let s = first.admin().await;
     let company: Uuid = first.company_id(&s).await.parse().unwrap();
@@ -1856,8 +1852,10 @@ async fn an_ingestion_cut_off_by_a_stop_is_failed_at_start_up(b: Backend) {
     assert_eq!(source.status.as_str(), expected);
 }
 
+/// A database made before sources held several documents: migrated, each source becomes a
+/// source with one document that a new ingestion of the same name replaces.
 async fn old_sources_migrate_to_one_document_each(b: Backend) {
-    let url = database_that_outlives_the_app(b).await;
+    let url = crate::helpers::database_that_outlives_the_app(b).await;
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(&url).await.unwrap();
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(match b {

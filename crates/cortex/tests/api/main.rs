@@ -1,5 +1,6 @@
 //! The integration suite: the real server on port 0, the same tests on SQLite and on PostgreSQL.
 #![allow(
+    clippy::disallowed_methods,
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::field_reassign_with_default
@@ -15,6 +16,7 @@ mod chat;
 mod cli;
 mod connections;
 mod conventions;
+mod crash;
 mod health;
 mod jwks;
 mod knowledge;

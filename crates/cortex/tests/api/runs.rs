@@ -1400,13 +1400,14 @@ pub fn write_node_config(
         .unwrap_or_default();
     let toml = format!(
         "bind = \"127.0.0.1:{port}\"\ndata_dir = {dir:?}\n{db}{extra}\n\
-         [auth]\nbootstrap_email = {email:?}\nbootstrap_password = {password:?}\n\
+         [auth]\nbootstrap_email = {email:?}\nbootstrap_password = {password:?}\njwt_secret = {jwt:?}\n\
          [log]\nlevel = \"warn\"\n[limits]\ncompany_requests = 0\n[runs]\nlease_seconds = 3\n\
          [llm.providers.fake]\nkind = \"openai\"\nbase_url = {fake:?}\napi_key = \"sk-test\"\ntimeout_secs = 10.0\nretries = 0\n\
          [llm.tiers]\n{tiers}",
         dir = dir.display().to_string(),
         email = crate::helpers::ADMIN_EMAIL,
         password = crate::helpers::ADMIN_PASSWORD,
+        jwt = crate::helpers::TEST_JWT_SECRET,
         fake = fake.base_url(),
     );
     let config = dir.join("node.toml");

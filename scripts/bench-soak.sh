@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Soak: /v1/chat (full pipeline, a new conversation and a unique question per request) at 80 % of
+# the node's measured peak for MINUTES minutes, on SQLite, with the fake model answering instantly
+# in its own process. Prints the peak, then per minute: req/s, p50, p99, and the server's RSS.
+# Usage: scripts/bench-soak.sh [minutes] [concurrency]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh
+MINUTES="${1:-10}"; CONC="${2:-64}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cortex-target}"
+[ -n "${CORTEX_BENCH_NO_BUILD:-}" ] || cargo build --release -q -p cortex -p cortex-fakellm --bins --examples
+BIN="$CARGO_TARGET_DIR/release"
+dir=$(mktemp -d)
+cleanup() { kill "${rss_pid:-}" "${fake_pid:-}" "${srv_pid:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"; }
+trap cleanup EXIT
+
+"$BIN/cortex-fakellm" --bind 127.0.0.1:0 --latency-ms 0 >"$dir/fake.log" 2>&1 &
+fake_pid=$!
+for _ in $(seq 1 50); do grep -q listening "$dir/fake.log" 2>/dev/null && break; sleep 0.1; done
+FAKE=$(head -1 "$dir/fake.log" | awk '{print $3}')
+port=$((20000 + RANDOM % 10000))
+OPENAI_API_KEY=bench OPENAI_BASE_URL="$FAKE" CORTEX_DATA_DIR="$dir/data" CORTEX_BOOTSTRAP_PASSWORD=bench-password-123 \
+  CORTEX_LIMITS__COMPANY_REQUESTS=1000000000 CORTEX_LIMITS__CONVERSATION_MESSAGES=1000000000 CORTEX_MEMORY__EXTRACT_FACTS=false \
+  CORTEX_LOG__LEVEL=warn "$BIN/cortex" serve --bind "127.0.0.1:$port" >"$dir/server.log" 2>&1 &
+srv_pid=$!
+bench_connect "$port"
+agent=$(curl -sf -X POST "$API/v1/agents" -H "x-api-key: $key" -H 'content-type: application/json' -d '{
+  "name": "Soak", "system_prompt": "You are {{ agent.name }}, a support agent.",
+  "knowledge_documents": [{"title": "Returns", "content": "Returns are free within 30 days.\n\nRefunds take 5 business days."}],
+  "settings": {"cache_enabled": true}}' | python3 -c 'import sys,json;print(json.load(sys.stdin)["id"])')
+body=$(printf '{"company_id":"%s","agent_id":"%s","conversation_id":"00000000-0000-4000-8000-{n12}","customer_id":"soak","message":"Question {n}: how long do refunds take?"}' "$company" "$agent")
+LOAD="$BIN/examples/loadgen"
+
+"$LOAD" --url "$API/v1/chat" --header "x-api-key: $key" --body "$body" --concurrency 8 --seconds 3 >/dev/null
+peak=$("$LOAD" --url "$API/v1/chat" --header "x-api-key: $key" --body "$body" --concurrency "$CONC" --seconds 15 | sed -n 's/.* rps=\([0-9]*\).*/\1/p')
+rate=$((peak * 8 / 10))
+echo "peak (c=$CONC, 15 s): $peak req/s; soak at $rate req/s for $MINUTES min"
+rss() { awk '/VmRSS/{print $2}' "/proc/$srv_pid/status"; }
+echo "RSS at start: $(( $(rss) / 1024 )) MB"
+( for m in $(seq 1 "$MINUTES"); do sleep 60; echo "  RSS after minute $m: $(( $(rss) / 1024 )) MB"; done ) &
+rss_pid=$!
+"$LOAD" --url "$API/v1/chat" --header "x-api-key: $key" --body "$body" --concurrency "$CONC" \
+  --seconds $((MINUTES * 60)) --rate "$rate" --every 60
+wait "$rss_pid" 2>/dev/null || true
+echo "RSS at end: $(( $(rss) / 1024 )) MB"
