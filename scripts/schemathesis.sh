@@ -26,8 +26,10 @@ if [ "$backend" = postgres ]; then
   pg="${CORTEX_TEST_DATABASE_URL:-$(scripts/pgvector.sh)}"
   schema="cortex_schemathesis_$$"
   psql "$pg" -qc "DROP SCHEMA IF EXISTS $schema CASCADE; CREATE SCHEMA $schema" >/dev/null
+  # As a PostgreSQL deployment runs: a configured secrets key (it seals the session secret and
+  # connection credentials).
   db_env=("DATABASE_URL=$pg?options=-c%20search_path%3D$schema,public"
-          "CORTEX_AUTH__JWT_SECRET=schemathesis-signing-secret-0123456789abcdef")
+          "CORTEX_SECRETS__ENCRYPTION_KEY=MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
 fi
 cleanup() {
   kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
@@ -53,6 +55,23 @@ set +e
   --no-color --report junit,ndjson --report-dir "$report"
 rc=$?
 set -e
+# Schemathesis reports its own crashes as errors beside the API's failures. Hypothesis 6's lambda
+# description cache sometimes raises "AST constructor recursion depth mismatch" while drawing a
+# case; that is not an API result, so a run whose only problems are such errors passes.
+junit=$(ls -t "$report"/junit-*.xml 2>/dev/null | head -1)
+if [ "$rc" -ne 0 ] && [ -n "$junit" ] && ! grep -q '<failure' "$junit"; then
+  others=$(python3 - "$junit" <<'PY'
+import sys, xml.etree.ElementTree as ET
+bad = [e for e in ET.parse(sys.argv[1]).iter("error")
+       if "recursion depth mismatch" not in (e.text or "") + (e.get("message") or "")]
+print(len(bad))
+PY
+)
+  if [ "$others" = 0 ] && curl -sf "$API/health" >/dev/null; then
+    echo "schemathesis: only its own internal errors (hypothesis), no API failure: passed"
+    rc=0
+  fi
+fi
 if grep -q '"panicked"\|a handler panicked' "$dir/server.log"; then
   echo "the server log has a panic:" >&2; grep -m5 'panic' "$dir/server.log" >&2; rc=1
 fi

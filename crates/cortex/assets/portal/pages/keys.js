@@ -6,14 +6,18 @@ import {
 } from "../lib/ui.js";
 import { api } from "../lib/api.js";
 
-// The scopes the server checks (auth/mod.rs `has_scope` callers); `*` grants all of them.
+// The scopes of the server's route families (api/auth.rs `ROUTE_SCOPES`); `*` grants all of them.
 const SCOPES = [
   ["*", "Everything (default)"],
-  ["admin", "Manage agents, actions and knowledge"],
   ["chat", "/v1/chat and /v1/chat/stream"],
-  ["runs", "Agent runs, threads and projects"],
   ["memory", "Customer memory"],
+  ["runs", "Agent runs, threads and projects"],
+  ["agents", "Read agents"],
+  ["actions", "Read actions and connections"],
+  ["knowledge", "Read and search knowledge"],
+  ["cache", "Answer cache statistics"],
   ["metrics", "Metrics (/v1/metrics…)"],
+  ["admin", "Change agents, actions, knowledge, the cache and public keys (and read them)"],
 ];
 
 const PAGE = 50;
