@@ -341,56 +341,29 @@ async fn a_chat_with_a_tool_call_exports_its_spans_over_otlp() {
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     crate::runs::wait_healthy(&client, &base).await;
-    let token = client
-        .post(format!("{base}/portal/api/login"))
-        .json(&json!({"email": crate::helpers::ADMIN_EMAIL, "password": crate::helpers::ADMIN_PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let node = crate::helpers::NodeClient::sign_in(client.clone(), base.clone()).await;
+    let action = node
+        .post(
+            "/v1/actions",
+            json!({"name": "get_order_status", "description": "Look up an order", "method": "GET",
+                   "webhook_url": format!("{}/api", webhook.base), "path_template": "/orders/{order_id}",
+                   "parameters_schema": {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]}}),
+        )
+        .await;
+    let agent = node
+        .post(
+            "/v1/agents",
+            json!({"name": "Orders", "action_ids": [action["id"]], "settings": {"cache_enabled": false}}),
+        )
+        .await;
+    let me = node.get("/v1/me").await;
     let post = |path: &str, body: Value| {
         client
             .post(format!("{base}{path}"))
-            .bearer_auth(&token)
+            .bearer_auth(&node.token)
             .header("x-request-id", "trace-me-0001")
             .json(&body)
     };
-    let action: Value = post(
-        "/v1/actions",
-        json!({"name": "get_order_status", "description": "Look up an order", "method": "GET",
-               "webhook_url": format!("{}/api", webhook.base), "path_template": "/orders/{order_id}",
-               "parameters_schema": {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]}}),
-    )
-    .send()
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let agent: Value = post(
-        "/v1/agents",
-        json!({"name": "Orders", "action_ids": [action["id"]], "settings": {"cache_enabled": false}}),
-    )
-    .send()
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let me: Value = client
-        .get(format!("{base}/v1/me"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
     let chat = post(
         "/v1/chat",
         json!({"company_id": me["company_id"], "agent_id": agent["id"], "conversation_id": uuid::Uuid::new_v4(),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use cortex_fakellm::FakeLlm;
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, Backend};
+use crate::helpers::{Backend, NodeClient};
 use crate::on_every_backend;
 use crate::runs::{spawn_node, wait_healthy, write_node_config};
 
@@ -48,48 +48,30 @@ async fn five_kills_under_chat_and_ingestion_load_lose_nothing_acknowledged(b: B
         .unwrap();
     let mut child = spawn_node(&config);
     wait_healthy(&client, &base).await;
-    let login: Value = client
-        .post(format!("{base}/portal/api/login"))
-        .json(&json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}))
-        .send()
-        .await
+    let node = NodeClient::sign_in(client.clone(), base.clone()).await;
+    let token = node.token.clone();
+    let company = node.get("/v1/me").await["company_id"]
+        .as_str()
         .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["token"].as_str().unwrap().to_string();
-    let me: Value = client
-        .get(format!("{base}/v1/me"))
-        .bearer_auth(&token)
-        .send()
-        .await
+        .to_string();
+    let agent = node
+        .post(
+            "/v1/agents",
+            json!({"name": "Crash", "settings": {"cache_enabled": false, "memory_enabled": false}}),
+        )
+        .await["id"]
+        .as_str()
         .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let company = me["company_id"].as_str().unwrap().to_string();
-    let agent: Value = client
-        .post(format!("{base}/v1/agents"))
-        .bearer_auth(&token)
-        .json(&json!({"name": "Crash", "settings": {"cache_enabled": false, "memory_enabled": false}}))
-        .send()
-        .await
+        .to_string();
+    let source = node
+        .post(
+            "/v1/knowledge/sources",
+            json!({"name": "Handbook", "kind": "file"}),
+        )
+        .await["id"]
+        .as_str()
         .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let agent = agent["id"].as_str().unwrap().to_string();
-    let source: Value = client
-        .post(format!("{base}/v1/knowledge/sources"))
-        .bearer_auth(&token)
-        .json(&json!({"name": "Handbook", "kind": "file"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let source = source["id"].as_str().unwrap().to_string();
+        .to_string();
 
     let acknowledged_chats: Arc<Mutex<Vec<String>>> = Arc::default();
     let acknowledged_docs: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -256,15 +238,7 @@ async fn five_kills_under_chat_and_ingestion_load_lose_nothing_acknowledged(b: B
             .unwrap_or_else(|| panic!("acknowledged upload {name} is missing"));
         assert_eq!(doc["status"], "completed", "{doc}");
     }
-    let source_view: Value = client
-        .get(format!("{base}/v1/knowledge/sources/{source}"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let source_view = node.get(&format!("/v1/knowledge/sources/{source}")).await;
     assert_ne!(source_view["status"], "processing", "{source_view}");
     let interrupted = documents
         .iter()

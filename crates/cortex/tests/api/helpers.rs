@@ -462,3 +462,56 @@ impl Receiver {
         self.headers.lock().unwrap().clone()
     }
 }
+
+/// The HTTP side of a real `cortex` process (the binary, not an in-process app), signed in as the
+/// bootstrap admin with a portal session.
+pub struct NodeClient {
+    pub client: reqwest::Client,
+    pub base: String,
+    pub token: String,
+}
+
+impl NodeClient {
+    pub async fn sign_in(client: reqwest::Client, base: String) -> Self {
+        let login: Value = client
+            .post(format!("{base}/portal/api/login"))
+            .json(&json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = login["token"].as_str().unwrap().to_string();
+        NodeClient {
+            client,
+            base,
+            token,
+        }
+    }
+
+    /// `GET path` with the session; the JSON answer.
+    pub async fn get(&self, path: &str) -> Value {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        r.json().await.unwrap()
+    }
+
+    /// `POST path` with a JSON body and the session; the JSON answer.
+    pub async fn post(&self, path: &str, body: Value) -> Value {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        r.json().await.unwrap()
+    }
+}
