@@ -16,16 +16,7 @@ dir=$(mktemp -d)
 cleanup() { kill "${rss_pid:-}" "${fake_pid:-}" "${srv_pid:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"; }
 trap cleanup EXIT
 
-"$BIN/cortex-fakellm" --bind 127.0.0.1:0 --latency-ms 0 >"$dir/fake.log" 2>&1 &
-fake_pid=$!
-for _ in $(seq 1 50); do grep -q listening "$dir/fake.log" 2>/dev/null && break; sleep 0.1; done
-FAKE=$(head -1 "$dir/fake.log" | awk '{print $3}')
-port=$((20000 + RANDOM % 10000))
-OPENAI_API_KEY=bench OPENAI_BASE_URL="$FAKE" CORTEX_DATA_DIR="$dir/data" CORTEX_BOOTSTRAP_PASSWORD=bench-password-123 \
-  CORTEX_LIMITS__COMPANY_REQUESTS=1000000000 CORTEX_LIMITS__CONVERSATION_MESSAGES=1000000000 CORTEX_MEMORY__EXTRACT_FACTS=false \
-  CORTEX_LOG__LEVEL=warn "$BIN/cortex" serve --bind "127.0.0.1:$port" >"$dir/server.log" 2>&1 &
-srv_pid=$!
-bench_connect "$port"
+bench_serve_with_fake "$BIN" "$dir"
 agent=$(curl -sf -X POST "$API/v1/agents" -H "x-api-key: $key" -H 'content-type: application/json' -d '{
   "name": "Soak", "system_prompt": "You are {{ agent.name }}, a support agent.",
   "knowledge_documents": [{"title": "Returns", "content": "Returns are free within 30 days.\n\nRefunds take 5 business days."}],

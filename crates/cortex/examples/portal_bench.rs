@@ -13,6 +13,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a developer tool, not library code
 
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -149,6 +150,8 @@ async fn main() {
         std::env::var("CORTEX_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into()),
     )
     .arg(format!("--port={port}"))
+    // Its own process group, with the Chromium processes it starts: all go at the end.
+    .process_group(0)
     .stdout(Stdio::null())
     .stderr(Stdio::null())
     .spawn()
@@ -186,6 +189,9 @@ async fn main() {
             playground.push(play);
         }
     }
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", driver.id())])
+        .status();
     let _ = driver.kill();
     let _ = driver.wait();
     report("first page (sign-in), cold cache", &signin);

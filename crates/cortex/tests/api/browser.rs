@@ -6,6 +6,7 @@
 //! runs on both backends), so these run on SQLite.
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -49,10 +50,21 @@ pub struct Browser {
 }
 
 impl Drop for Browser {
+    /// chromedriver runs in a process group of its own with the Chromium processes it starts:
+    /// the whole group goes, or every test would leave a browser behind (killing chromedriver
+    /// alone orphans them).
     fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        kill_group(&mut self.driver);
     }
+}
+
+/// SIGKILL to the process group `child` leads, then reap it.
+pub fn kill_group(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .status();
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 impl Browser {
@@ -61,6 +73,7 @@ impl Browser {
         let port = free_port();
         let driver = Command::new(driver_binary())
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
