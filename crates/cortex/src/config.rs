@@ -301,6 +301,13 @@ pub struct KnowledgeConfig {
     pub ingestion_lease_seconds: u64,
 }
 
+impl KnowledgeConfig {
+    /// `ingestion_lease_seconds` as a duration (at least one second).
+    pub fn ingestion_lease(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.ingestion_lease_seconds.max(1))
+    }
+}
+
 impl Default for KnowledgeConfig {
     fn default() -> Self {
         Self {

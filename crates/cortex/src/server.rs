@@ -50,7 +50,7 @@ async fn fail_interrupted_ingestions(
 /// no document waits for a restart to leave that state.
 fn spawn_ingestion_sweeper(state: &AppState) {
     let st = state.clone();
-    let lease = Duration::from_secs(state.config.knowledge.ingestion_lease_seconds.max(1));
+    let lease = state.config.knowledge.ingestion_lease();
     state.tasks.spawn(async move {
         loop {
             tokio::select! {
@@ -75,7 +75,7 @@ pub async fn init(config: Config) -> anyhow::Result<AppState> {
         .await
         .context("connecting to the database")?;
     store.migrate().await.context("applying migrations")?;
-    let lease = Duration::from_secs(config.knowledge.ingestion_lease_seconds.max(1));
+    let lease = config.knowledge.ingestion_lease();
     fail_interrupted_ingestions(&store, lease, true).await?;
 
     let secrets = secret_box(&config, store.backend())?;

@@ -54,18 +54,23 @@ pub const ROUTE_SCOPES: &[(&str, &str, bool)] = &[
     ("/v1/billing", "runs", false),
 ];
 
+/// The scope an API key needs for `route` (a template or a path), and whether `admin` opens it.
+pub fn route_scope(route: &str) -> Option<(&'static str, bool)> {
+    ROUTE_SCOPES
+        .iter()
+        .find(|(prefix, _, _)| route.starts_with(prefix))
+        .map(|(_, scope, configures)| (*scope, *configures))
+}
+
 /// An API key may call `route` only with the scope of its family.
 fn check_scope(identity: &Identity, route: &str) -> Result<(), ApiError> {
     if !matches!(identity.principal, Principal::ApiKey { .. }) {
         return Ok(());
     }
-    let Some((_, scope, configures)) = ROUTE_SCOPES
-        .iter()
-        .find(|(prefix, _, _)| route.starts_with(prefix))
-    else {
+    let Some((scope, configures)) = route_scope(route) else {
         return Ok(());
     };
-    if identity.has_scope(scope) || (*configures && identity.has_scope("admin")) {
+    if identity.has_scope(scope) || (configures && identity.has_scope("admin")) {
         Ok(())
     } else {
         Err(ApiError::Forbidden(format!(

@@ -167,10 +167,7 @@ fn document_scope_refusals(doc: &mut serde_json::Value) {
         return;
     };
     for (path, item) in paths.iter_mut() {
-        let Some((_, scope, _)) = auth::ROUTE_SCOPES
-            .iter()
-            .find(|(prefix, _, _)| path.starts_with(prefix))
-        else {
+        let Some((scope, _)) = auth::route_scope(path) else {
             continue;
         };
         let Some(operations) = item.as_object_mut() else {

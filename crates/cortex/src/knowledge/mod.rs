@@ -144,7 +144,7 @@ impl Knowledge {
             fetcher,
             upload_root,
             writing: Mutex::new(HashMap::new()),
-            lease: std::time::Duration::from_secs(config.knowledge.ingestion_lease_seconds.max(1)),
+            lease: config.knowledge.ingestion_lease(),
         })
     }
 
