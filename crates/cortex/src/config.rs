@@ -333,6 +333,9 @@ pub struct AuthConfig {
     pub jwt_ttl_seconds: u64,
     /// `last_used_at` of an API key is written at most once per this many seconds.
     pub api_key_touch_interval_seconds: u64,
+    /// A verified API key is trusted from memory for at most this many seconds (0: every
+    /// request reads the database). Revocation removes it at once on every node.
+    pub api_key_cache_seconds: u64,
     /// Email of the first admin created on an empty database.
     pub bootstrap_email: String,
     /// Password of the first admin; generated and printed once when empty.
@@ -493,6 +496,7 @@ impl Default for AuthConfig {
             jwt_secret: None,
             jwt_ttl_seconds: 24 * 3600,
             api_key_touch_interval_seconds: 15 * 60,
+            api_key_cache_seconds: 60,
             bootstrap_email: "admin@cortex.local".into(),
             bootstrap_password: None,
             jwks_url: None,

@@ -24,6 +24,10 @@ pub enum Signal {
     Invalidate(Option<Uuid>),
     /// Stop a run if it executes here.
     StopRun(Uuid),
+    /// Forget a revoked API key.
+    ForgetKey(Uuid),
+    /// Subscribed again after a lost subscription.
+    Connected,
 }
 
 /// The node's link to its peers.
@@ -61,6 +65,14 @@ impl Coordinator {
 
     fn stop_channel(prefix: &str) -> String {
         format!("{prefix}:run-stop")
+    }
+
+    fn key_channel(prefix: &str) -> String {
+        format!("{prefix}:key-revoke")
+    }
+
+    fn key_ack(prefix: &str, token: &str) -> String {
+        format!("{prefix}:key-revoke-ack:{token}")
     }
 
     fn run_key(prefix: &str, run_id: Uuid) -> String {
@@ -214,6 +226,44 @@ impl Coordinator {
         }
     }
 
+    /// Forget a revoked API key on every node, this one first, and return once every node
+    /// subscribed has acknowledged (each acknowledges after forgetting it), so the key fails on
+    /// its very next request wherever it arrives. Waits at most two seconds: a node that does
+    /// not answer by then has lost its subscription, and a node without one does not use its
+    /// cache (see `KeyCache::set_usable`).
+    pub async fn revoke_key(&self, keys: &crate::auth::key_cache::KeyCache, key_id: Uuid) {
+        keys.forget(key_id);
+        let Coordinator::Redis { conn, prefix, .. } = self else {
+            return;
+        };
+        let mut conn = conn.clone();
+        let token = Uuid::new_v4().to_string();
+        let receivers = match conn
+            .publish::<_, _, i64>(Self::key_channel(prefix), format!("{key_id} {token}"))
+            .await
+        {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(error = %e, %key_id, "could not publish a key revocation; other nodes trust the key for up to auth.api_key_cache_seconds");
+                return;
+            }
+        };
+        let ack = Self::key_ack(prefix, &token);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            let acked: Option<i64> = conn.get(&ack).await.unwrap_or(None);
+            if acked.unwrap_or(0) >= receivers {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(%key_id, receivers, acked = acked.unwrap_or(0), "not every node acknowledged a key revocation within 2 s");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let _: Result<i64, _> = conn.del(&ack).await;
+    }
+
     /// Subscribe before serving, then keep applying other nodes' invalidations until `stop`.
     /// Reconnects after a lost connection; after one, every cached config is dropped, since
     /// invalidations may have been missed.
@@ -223,12 +273,19 @@ impl Coordinator {
         tasks: &tokio_util::task::TaskTracker,
         stop: tokio_util::sync::CancellationToken,
     ) -> anyhow::Result<()> {
-        let Coordinator::Redis { client, prefix, .. } = self else {
+        let Coordinator::Redis {
+            client,
+            prefix,
+            conn,
+        } = self
+        else {
             return Ok(());
         };
         let channel = Self::channel(prefix);
         let stop_channel = Self::stop_channel(prefix);
-        let channels = [channel.clone(), stop_channel.clone()];
+        let key_channel = Self::key_channel(prefix);
+        let channels = [channel.clone(), stop_channel.clone(), key_channel.clone()];
+        let (mut conn, prefix) = (conn.clone(), prefix.clone());
         let mut pubsub = client.get_async_pubsub().await?;
         pubsub.subscribe(&channels).await?;
         let client = client.clone();
@@ -240,6 +297,23 @@ impl Coordinator {
                         tokio::select! {
                             () = stop.cancelled() => return,
                             msg = messages.next() => match msg {
+                                Some(m) if m.get_channel_name() == key_channel => {
+                                    let payload = m.get_payload::<String>().unwrap_or_default();
+                                    let Some((id, token)) = payload.split_once(' ') else { continue };
+                                    if let Ok(id) = Uuid::parse_str(id) {
+                                        on(Signal::ForgetKey(id));
+                                    }
+                                    // Acknowledged once forgotten; the revoking node waits for it.
+                                    let ack = Self::key_ack(&prefix, token);
+                                    let done: redis::RedisResult<()> = redis::pipe()
+                                        .incr(&ack, 1).ignore()
+                                        .expire(&ack, 60).ignore()
+                                        .query_async(&mut conn)
+                                        .await;
+                                    if let Err(e) = done {
+                                        tracing::warn!(error = %e, "could not acknowledge a key revocation");
+                                    }
+                                }
                                 Some(m) => match m.get_payload::<String>().ok().and_then(|p: String| Uuid::parse_str(&p).ok()) {
                                     Some(id) if m.get_channel_name() == stop_channel => on(Signal::StopRun(id)),
                                     Some(id) => on(Signal::Invalidate(Some(id))),
@@ -263,6 +337,7 @@ impl Coordinator {
                         break p;
                     }
                 };
+                on(Signal::Connected);
             }
         });
         Ok(())

@@ -10,6 +10,10 @@ use cortex::auth::{api_key, password};
 use cortex::config::Config;
 use cortex::store::{ApiKeyStore, CompanyStore, NewApiKey, Role, RunStore, SqlStore, UserStore};
 
+/// mimalloc: per-thread free lists suit a server that allocates and frees per request.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "cortex",

@@ -133,7 +133,12 @@ pub async fn init(config: Config) -> anyhow::Result<AppState> {
     let st = state.clone();
     let apply = Arc::new(move |signal: crate::coord::Signal| match signal {
         crate::coord::Signal::Invalidate(Some(id)) => st.agent_cache.invalidate(id),
-        crate::coord::Signal::Invalidate(None) => st.agent_cache.clear(),
+        crate::coord::Signal::Invalidate(None) => {
+            st.agent_cache.clear();
+            st.keys.set_usable(false);
+        }
+        crate::coord::Signal::Connected => st.keys.set_usable(true),
+        crate::coord::Signal::ForgetKey(id) => st.keys.forget(id),
         crate::coord::Signal::StopRun(id) => {
             if let Some(run) = st.runs.local(id) {
                 run.stop(crate::runs::StopReason::User);

@@ -61,6 +61,8 @@ pub struct Inner {
     /// Companies last seen unmetered (no credit balance), and when: a chat skips the balance
     /// read for a second after (see [`AppState::is_out_of_credits`]).
     unmetered: std::sync::Mutex<HashMap<Uuid, Instant>>,
+    /// API keys verified recently (no database read per request; revocation clears them).
+    pub keys: crate::auth::key_cache::KeyCache,
     /// When this node last wrote `last_used_at` per key, so bursts cause one write, not many.
     key_touches: std::sync::Mutex<HashMap<Uuid, Instant>>,
 }
@@ -87,6 +89,10 @@ impl AppState {
         sandbox: Arc<crate::sandbox::Sandbox>,
     ) -> Self {
         let client_ips = crate::limits::ClientIps::new(config.limits.max_client_ips);
+        let keys = crate::auth::key_cache::KeyCache::new(
+            10_000,
+            std::time::Duration::from_secs(config.auth.api_key_cache_seconds),
+        );
         let jwks = config.auth.jwks().map(crate::auth::jwks::Jwks::new);
         let cache = Arc::new(crate::pipeline::cache::AnswerCache::new(
             &knowledge.registry,
@@ -116,6 +122,7 @@ impl AppState {
             shutdown: CancellationToken::new(),
             shutting_down: AtomicBool::new(false),
             unmetered: std::sync::Mutex::new(HashMap::new()),
+            keys,
             key_touches: std::sync::Mutex::new(HashMap::new()),
         }))
     }

@@ -197,11 +197,21 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Ident
                 return Err(ApiError::Unauthorized(MALFORMED_KEY.into()));
             }
             let hash = api_key::hash(raw);
-            let key = state
-                .store
-                .find_key_by_hash(&hash)
-                .await?
-                .ok_or_else(ApiError::unauthorized)?;
+            let key = match state.keys.get(&hash) {
+                Some(key) => key,
+                None => {
+                    let start = state.keys.read_start();
+                    let key = state
+                        .store
+                        .find_key_by_hash(&hash)
+                        .await?
+                        .ok_or_else(ApiError::unauthorized)?;
+                    if key.revoked_at.is_none() {
+                        state.keys.put(key.clone(), start);
+                    }
+                    key
+                }
+            };
             let now = Utc::now();
             let usable = api_key::hashes_equal(&key.key_hash, &hash)
                 && key.revoked_at.is_none()

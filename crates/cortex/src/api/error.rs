@@ -242,9 +242,10 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound => ApiError::NotFound("Resource not found".into()),
             StoreError::Conflict(what) => ApiError::Conflict(what),
-            StoreError::Corrupt(_) | StoreError::Db(_) | StoreError::Migrate(_) => {
-                ApiError::internal(e)
-            }
+            StoreError::Corrupt(_)
+            | StoreError::Db(_)
+            | StoreError::Sqlite(_)
+            | StoreError::Migrate(_) => ApiError::internal(e),
         }
     }
 }

@@ -270,6 +270,7 @@ pub async fn revoke_key(
         .revoke_key(caller.company_id, id)
         .await
         .map_err(super::extract::missing("API key"))?;
+    state.coord.revoke_key(&state.keys, id).await;
     Ok(Json(RevokedKey {
         success: true,
         id,

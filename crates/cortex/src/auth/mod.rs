@@ -4,6 +4,7 @@
 pub mod api_key;
 pub mod jwks;
 pub mod jwt;
+pub mod key_cache;
 pub mod password;
 
 use uuid::Uuid;

@@ -2,6 +2,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::direct::{args, direct_row};
 use super::{
     Page, SqlStore, StoreError, StoreResult, fmt_ts, new_id, one_row, parse_id, parse_opt_ts,
     parse_ts,
@@ -48,6 +49,19 @@ struct ApiKeyRow {
     last_used_at: Option<String>,
     created_at: String,
 }
+direct_row!(ApiKeyRow {
+    id,
+    company_id,
+    user_id,
+    name,
+    key_prefix,
+    key_hash,
+    scopes,
+    expires_at,
+    revoked_at,
+    last_used_at,
+    created_at
+});
 
 impl TryFrom<ApiKeyRow> for ApiKey {
     type Error = StoreError;
@@ -172,14 +186,16 @@ impl ApiKeyStore for SqlStore {
     }
 
     async fn find_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKey>> {
-        sqlx::query_as::<_, ApiKeyRow>(concat!(
-            "SELECT ",
-            key_columns!(),
-            " FROM api_keys WHERE key_hash = $1"
-        ))
-        .bind(key_hash)
-        .fetch_optional(self.pool())
+        self.fetch_rows::<ApiKeyRow>(
+            concat!(
+                "SELECT ",
+                key_columns!(),
+                " FROM api_keys WHERE key_hash = $1"
+            ),
+            args![key_hash],
+        )
         .await?
+        .pop()
         .map(ApiKey::try_from)
         .transpose()
     }

@@ -5,7 +5,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::knowledge::{decode_vector, encode_vector, pgvector_text};
+use super::direct::{args, direct_row};
+use super::knowledge::{decode_vector, encode_vector, pgvector_text, vec_id_params};
 use super::{Backend, SqlStore, StoreResult, fmt_ts, new_id, now, parse_id};
 
 /// A cached question/answer pair of one agent.
@@ -52,6 +53,13 @@ struct EntryRow {
     answer: String,
     last_used_at: Option<String>,
 }
+direct_row!(EntryRow {
+    id,
+    vec_id,
+    question,
+    answer,
+    last_used_at
+});
 
 impl TryFrom<EntryRow> for CacheEntry {
     type Error = super::StoreError;
@@ -200,6 +208,12 @@ pub trait CacheStore {
     ) -> StoreResult<Vec<Removed>>;
 }
 
+const SQLITE_INSERT: &str = concat!(
+    "INSERT INTO cache_entries (id, company_id, agent_id, question, normalized, answer,",
+    " created_at, expires_at, last_used_at, vec_id, model_id, dimension, vector)",
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $7, $9, $10, $11, $12)"
+);
+
 #[async_trait]
 impl CacheStore for SqlStore {
     async fn cache_lookup(
@@ -208,18 +222,22 @@ impl CacheStore for SqlStore {
         agent_id: Uuid,
         normalized: &str,
     ) -> StoreResult<Option<CacheEntry>> {
-        sqlx::query_as::<_, EntryRow>(concat!(
-            "SELECT ",
-            entry_columns!(),
-            " FROM cache_entries WHERE company_id = $1 AND agent_id = $2 AND normalized = $3",
-            " AND expires_at > $4 ORDER BY created_at DESC LIMIT 1"
-        ))
-        .bind(company_id.to_string())
-        .bind(agent_id.to_string())
-        .bind(normalized)
-        .bind(fmt_ts(now()))
-        .fetch_optional(self.pool())
+        self.fetch_rows::<EntryRow>(
+            concat!(
+                "SELECT ",
+                entry_columns!(),
+                " FROM cache_entries WHERE company_id = $1 AND agent_id = $2 AND normalized = $3",
+                " AND expires_at > $4 ORDER BY created_at DESC LIMIT 1"
+            ),
+            args![
+                company_id.to_string(),
+                agent_id.to_string(),
+                normalized,
+                fmt_ts(now())
+            ],
+        )
         .await?
+        .pop()
         .map(CacheEntry::try_from)
         .transpose()
     }
@@ -233,22 +251,20 @@ impl CacheStore for SqlStore {
         let at = fmt_ts(now());
         let mut out = Vec::with_capacity(vec_ids.len());
         for batch in vec_ids.chunks(VEC_ID_SLOTS) {
-            let mut query = sqlx::query_as::<_, EntryRow>(concat!(
-                "SELECT ",
-                entry_columns!(),
-                " FROM cache_entries WHERE company_id = $1 AND agent_id = $2 AND expires_at > $3",
-                " AND vec_id IN ($4, $5, $6, $7, $8, $9, $10, $11)"
-            ))
-            .bind(company_id.to_string())
-            .bind(agent_id.to_string())
-            .bind(&at);
-            for slot in 0..VEC_ID_SLOTS {
-                let id = batch
-                    .get(slot)
-                    .map_or(-1, |id| i64::try_from(*id).unwrap_or(-1));
-                query = query.bind(id);
-            }
-            for row in query.fetch_all(self.pool()).await? {
+            let mut args = args![company_id.to_string(), agent_id.to_string(), &at];
+            args.extend(vec_id_params(batch, VEC_ID_SLOTS));
+            let rows: Vec<EntryRow> = self
+                .fetch_rows(
+                    concat!(
+                        "SELECT ",
+                        entry_columns!(),
+                        " FROM cache_entries WHERE company_id = $1 AND agent_id = $2 AND expires_at > $3",
+                        " AND vec_id IN ($4, $5, $6, $7, $8, $9, $10, $11)"
+                    ),
+                    args,
+                )
+                .await?;
+            for row in rows {
                 out.push(CacheEntry::try_from(row)?);
             }
         }
@@ -330,15 +346,37 @@ impl CacheStore for SqlStore {
     ) -> StoreResult<u64> {
         let (company, agent) = (company_id.to_string(), agent_id.to_string());
         let (created, expires) = (fmt_ts(now()), fmt_ts(expires_at));
+        if self.direct().is_some() {
+            let statements = entries
+                .iter()
+                .map(|e| {
+                    (
+                        SQLITE_INSERT,
+                        args![
+                            new_id().to_string(),
+                            &company,
+                            &agent,
+                            &e.question,
+                            &e.normalized,
+                            &e.answer,
+                            &created,
+                            &expires,
+                            i64::try_from(e.vec_id).unwrap_or(i64::MAX),
+                            e.embedding.as_ref().map(|(m, _)| m.clone()),
+                            e.embedding.as_ref().map(|(_, v)| v.len() as i64),
+                            e.embedding.as_ref().map(|(_, v)| encode_vector(v)),
+                        ],
+                    )
+                })
+                .collect();
+            self.write_all(statements).await?;
+            return Ok(entries.len() as u64);
+        }
         let _writer = self.writer().await;
         let mut tx = self.pool().begin().await?;
         for e in entries {
             let query = match self.backend() {
-                Backend::Sqlite => sqlx::query(concat!(
-                    "INSERT INTO cache_entries (id, company_id, agent_id, question, normalized, answer,",
-                    " created_at, expires_at, last_used_at, vec_id, model_id, dimension, vector)",
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $7, $9, $10, $11, $12)"
-                )),
+                Backend::Sqlite => sqlx::query(SQLITE_INSERT),
                 Backend::Postgres => sqlx::query(concat!(
                     "INSERT INTO cache_entries (id, company_id, agent_id, question, normalized, answer,",
                     " created_at, expires_at, last_used_at, vec_id, model_id, dimension, vector, embedding)",
@@ -378,17 +416,19 @@ impl CacheStore for SqlStore {
     async fn cache_touch(&self, company_id: Uuid, entry_id: Uuid) -> StoreResult<()> {
         let at = now();
         // At most once a second per entry: a hot entry costs one write a second, not one a hit.
-        sqlx::query(concat!(
-            "UPDATE cache_entries SET last_used_at = $1 WHERE company_id = $2 AND id = $3",
-            " AND (last_used_at IS NULL OR last_used_at < $4)"
-        ))
-        .bind(fmt_ts(at))
-        .bind(company_id.to_string())
-        .bind(entry_id.to_string())
-        .bind(fmt_ts(at - chrono::Duration::seconds(1)))
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        self.write_all(vec![(
+            concat!(
+                "UPDATE cache_entries SET last_used_at = $1 WHERE company_id = $2 AND id = $3",
+                " AND (last_used_at IS NULL OR last_used_at < $4)"
+            ),
+            args![
+                fmt_ts(at),
+                company_id.to_string(),
+                entry_id.to_string(),
+                fmt_ts(at - chrono::Duration::seconds(1)),
+            ],
+        )])
+        .await
     }
 
     async fn cache_flush(&self, company_id: Uuid, agent_id: Option<Uuid>) -> StoreResult<u64> {

@@ -1,6 +1,7 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
+use super::direct::{Arg, args, direct_row};
 use super::{SqlStore, StoreResult, fmt_ts, new_id, now};
 
 /// One stored message of a conversation.
@@ -63,6 +64,7 @@ struct MessageRow {
     role: String,
     content: String,
 }
+direct_row!(MessageRow { role, content });
 
 #[async_trait]
 impl ConversationStore for SqlStore {
@@ -72,15 +74,13 @@ impl ConversationStore for SqlStore {
         conversation_id: Uuid,
         limit: i64,
     ) -> StoreResult<Vec<StoredMessage>> {
-        let mut rows = sqlx::query_as::<_, MessageRow>(
-            "SELECT role, content FROM conversation_messages WHERE company_id = $1 AND conversation_id = $2 \
-             ORDER BY created_at DESC, id DESC LIMIT $3",
-        )
-        .bind(company_id.to_string())
-        .bind(conversation_id.to_string())
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?;
+        let mut rows: Vec<MessageRow> = self
+            .fetch_rows(
+                "SELECT role, content FROM conversation_messages WHERE company_id = $1 AND conversation_id = $2 \
+                 ORDER BY created_at DESC, id DESC LIMIT $3",
+                args![company_id.to_string(), conversation_id.to_string(), limit],
+            )
+            .await?;
         rows.reverse();
         Ok(rows
             .into_iter()
@@ -97,25 +97,23 @@ impl ConversationStore for SqlStore {
         let at = now();
         // The reply sorts after the message even within one microsecond.
         let (user_at, reply_at) = (fmt_ts(at), fmt_ts(at + chrono::Duration::microseconds(1)));
-        let _writer = self.writer().await;
-        let mut tx = self.pool().begin().await?;
         // Both messages in one statement: fewer round trips on the hot path.
-        sqlx::query(
+        let mut statements: Vec<(&'static str, Vec<Arg>)> = vec![(
             "INSERT INTO conversation_messages (id, company_id, agent_id, conversation_id, customer_id, role, content, created_at) \
              VALUES ($1, $2, $3, $4, $5, 'user', $6, $7), ($8, $2, $3, $4, $5, 'assistant', $9, $10)",
-        )
-        .bind(new_id().to_string())
-        .bind(&company)
-        .bind(&agent)
-        .bind(&conv)
-        .bind(&t.customer_id)
-        .bind(&t.user_message)
-        .bind(&user_at)
-        .bind(new_id().to_string())
-        .bind(&t.reply)
-        .bind(&reply_at)
-        .execute(&mut *tx)
-        .await?;
+            args![
+                new_id().to_string(),
+                &company,
+                &agent,
+                &conv,
+                &t.customer_id,
+                &t.user_message,
+                &user_at,
+                new_id().to_string(),
+                &t.reply,
+                &reply_at,
+            ],
+        )];
         let totals = [CallCost {
             model: t.model.clone(),
             input_tokens: t.input_tokens,
@@ -130,30 +128,31 @@ impl ConversationStore for SqlStore {
         for (i, c) in calls.iter().enumerate() {
             // The turn's own figures (cached, rounds, latency) go with its last call.
             let last = i + 1 == calls.len();
-            sqlx::query(
+            statements.push((
                 "INSERT INTO usage_events (id, company_id, agent_id, conversation_id, model_used, model, input_tokens, \
                  output_tokens, cost_usd, cost_microusd, cached, tool_rounds, latency_ms, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-            )
-            .bind(new_id().to_string())
-            .bind(&company)
-            .bind(&agent)
-            .bind(&conv)
-            .bind(&t.model_used)
-            .bind(&c.model)
-            .bind(c.input_tokens)
-            .bind(c.output_tokens)
-            .bind(c.cost_microusd as f64 / 1e6)
-            .bind(c.cost_microusd)
-            .bind(i64::from(t.cached && last))
-            .bind(if last { t.tool_rounds } else { 0 })
-            .bind(if last { t.latency_ms } else { 0 })
-            .bind(&reply_at)
-            .execute(&mut *tx)
-            .await?;
+                args![
+                    new_id().to_string(),
+                    &company,
+                    &agent,
+                    &conv,
+                    &t.model_used,
+                    &c.model,
+                    c.input_tokens,
+                    c.output_tokens,
+                    c.cost_microusd as f64 / 1e6,
+                    c.cost_microusd,
+                    i64::from(t.cached && last),
+                    if last { t.tool_rounds } else { 0 },
+                    if last { t.latency_ms } else { 0 },
+                    &reply_at,
+                ],
+            ));
         }
-        super::runs::debit(&mut tx, &company, t.cost_microusd).await?;
-        tx.commit().await?;
-        Ok(())
+        if let Some(debit) = super::runs::debit_statement(&company, t.cost_microusd) {
+            statements.push(debit);
+        }
+        self.write_all(statements).await
     }
 }

@@ -6,6 +6,7 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
+use super::direct::{self, args, direct_row};
 use super::{
     Backend, Page, SqlStore, StoreError, StoreResult, fmt_ts, new_id, now, one_row, parse_id,
     parse_ts,
@@ -44,6 +45,23 @@ struct SourceRow {
     created_at: String,
     updated_at: String,
 }
+direct_row!(SourceRow {
+    id,
+    company_id,
+    name,
+    kind,
+    status,
+    embedding_model,
+    model_id,
+    dimension,
+    chunk_count,
+    document_count,
+    error,
+    origin,
+    agent_id,
+    created_at,
+    updated_at
+});
 
 impl TryFrom<SourceRow> for Source {
     type Error = StoreError;
@@ -86,6 +104,21 @@ struct ChunkRow {
     dimension: i64,
     vector: Vec<u8>,
 }
+direct_row!(ChunkRow {
+    id,
+    source_id,
+    document_id,
+    vec_id,
+    seq,
+    content,
+    heading_path,
+    page,
+    locator,
+    token_count,
+    model_id,
+    dimension,
+    vector
+});
 
 impl TryFrom<ChunkRow> for Chunk {
     type Error = StoreError;
@@ -350,6 +383,20 @@ pub trait KnowledgeStore {
 /// Vector ids looked up per query in `chunks_by_vec_ids` (unused slots are bound to -1).
 const VEC_ID_SLOTS: usize = 16;
 
+/// `slots` parameters for up to `slots` vector ids (unused ones -1, which no row has).
+pub(crate) fn vec_id_params(ids: &[u64], slots: usize) -> impl Iterator<Item = direct::Arg> + '_ {
+    (0..slots).map(move |slot| {
+        direct::Arg::Int(
+            ids.get(slot)
+                .map_or(-1, |id| i64::try_from(*id).unwrap_or(-1)),
+        )
+    })
+}
+
+fn vec_id_slots(ids: &[u64]) -> impl Iterator<Item = direct::Arg> + '_ {
+    vec_id_params(ids, VEC_ID_SLOTS)
+}
+
 /// Sources above this many chunks are searched through the HNSW index, smaller ones exactly.
 const EXACT_SEARCH_MAX_CHUNKS: i64 = 5000;
 
@@ -461,6 +508,15 @@ struct ScoredChunkRow {
     score: f64,
 }
 
+impl direct::DirectRow for ScoredChunkRow {
+    fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            chunk: ChunkRow::from_row(row)?,
+            score: row.get("score")?,
+        })
+    }
+}
+
 #[async_trait]
 impl KnowledgeStore for SqlStore {
     async fn create_source(
@@ -505,15 +561,16 @@ impl KnowledgeStore for SqlStore {
     }
 
     async fn get_source(&self, company_id: Uuid, source_id: Uuid) -> StoreResult<Option<Source>> {
-        sqlx::query_as::<_, SourceRow>(concat!(
-            "SELECT ",
-            source_columns!(),
-            " FROM knowledge_sources WHERE company_id = $1 AND id = $2"
-        ))
-        .bind(company_id.to_string())
-        .bind(source_id.to_string())
-        .fetch_optional(self.pool())
+        self.fetch_rows::<SourceRow>(
+            concat!(
+                "SELECT ",
+                source_columns!(),
+                " FROM knowledge_sources WHERE company_id = $1 AND id = $2"
+            ),
+            args![company_id.to_string(), source_id.to_string()],
+        )
         .await?
+        .pop()
         .map(Source::try_from)
         .transpose()
     }
@@ -951,21 +1008,20 @@ impl KnowledgeStore for SqlStore {
     ) -> StoreResult<Vec<Chunk>> {
         let mut out = Vec::with_capacity(vec_ids.len());
         for batch in vec_ids.chunks(VEC_ID_SLOTS) {
-            let mut query = sqlx::query_as::<_, ChunkRow>(concat!(
-                "SELECT ",
-                chunk_columns!(),
-                " FROM knowledge_chunks WHERE company_id = $1 AND source_id = $2 AND vec_id IN",
-                " ($3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
-            ))
-            .bind(company_id.to_string())
-            .bind(source_id.to_string());
-            for slot in 0..VEC_ID_SLOTS {
-                let id = batch
-                    .get(slot)
-                    .map_or(-1, |id| i64::try_from(*id).unwrap_or(-1));
-                query = query.bind(id);
-            }
-            for row in query.fetch_all(self.pool()).await? {
+            let mut args = args![company_id.to_string(), source_id.to_string()];
+            args.extend(vec_id_slots(batch));
+            let rows: Vec<ChunkRow> = self
+                .fetch_rows(
+                    concat!(
+                        "SELECT ",
+                        chunk_columns!(),
+                        " FROM knowledge_chunks WHERE company_id = $1 AND source_id = $2 AND vec_id IN",
+                        " ($3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+                    ),
+                    args,
+                )
+                .await?;
+            for row in rows {
                 out.push(Chunk::try_from(row)?);
             }
         }
@@ -973,8 +1029,28 @@ impl KnowledgeStore for SqlStore {
     }
 
     async fn rare_words(&self, words: &[String]) -> StoreResult<Vec<String>> {
+        let terms = words.iter().map(|w| fts_term(w)).filter(|t| !t.is_empty());
+        if let Some(d) = self.direct() {
+            return d.read(|c| {
+                let mut kept = Vec::new();
+                for w in terms {
+                    let n: i64 = direct::scalar(
+                        c,
+                        concat!(
+                            "SELECT COUNT(*) FROM (SELECT 1 FROM knowledge_chunks_fts",
+                            " WHERE knowledge_chunks_fts MATCH $1 LIMIT $2)"
+                        ),
+                        &args![format!("\"{w}\""), COMMON_WORD_ROWS + 1],
+                    )?;
+                    if n <= COMMON_WORD_ROWS {
+                        kept.push(w);
+                    }
+                }
+                Ok(kept)
+            });
+        }
         let mut kept = Vec::new();
-        for w in words.iter().map(|w| fts_term(w)).filter(|t| !t.is_empty()) {
+        for w in terms {
             let count_sql = match self.backend() {
                 Backend::Sqlite => concat!(
                     "SELECT COUNT(*) FROM (SELECT 1 FROM knowledge_chunks_fts",
@@ -1044,16 +1120,14 @@ impl KnowledgeStore for SqlStore {
                 terms.join(" or "),
             ),
         };
-        sqlx::query_as::<_, ScoredChunkRow>(sql)
-            .bind(query)
-            .bind(company_id.to_string())
-            .bind(source_id.to_string())
-            .bind(limit)
-            .fetch_all(self.pool())
-            .await?
-            .into_iter()
-            .map(|r| Ok((Chunk::try_from(r.chunk)?, r.score as f32)))
-            .collect()
+        self.fetch_rows::<ScoredChunkRow>(
+            sql,
+            args![query, company_id.to_string(), source_id.to_string(), limit],
+        )
+        .await?
+        .into_iter()
+        .map(|r| Ok((Chunk::try_from(r.chunk)?, r.score as f32)))
+        .collect()
     }
 
     async fn pgvector_search(

@@ -1,6 +1,7 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
+use super::direct::{args, direct_row};
 use super::knowledge::{decode_vector, encode_vector};
 use super::{SqlStore, StoreResult, fmt_ts, new_id, now, one_row, parse_id};
 
@@ -37,6 +38,15 @@ struct FactRow {
     model_id: Option<String>,
     vector: Option<Vec<u8>>,
 }
+direct_row!(FactRow {
+    id,
+    fact,
+    category,
+    confidence,
+    agent_id,
+    model_id,
+    vector
+});
 
 impl FactRow {
     fn into_fact(self) -> StoreResult<Fact> {
@@ -115,16 +125,12 @@ impl MemoryStore for SqlStore {
         limit: i64,
     ) -> StoreResult<Vec<Fact>> {
         let agent = agent_id.map(|a| a.to_string()).unwrap_or_default();
-        sqlx::query_as::<_, FactRow>(
+        self.fetch_rows::<FactRow>(
             "SELECT id, fact, category, confidence, agent_id, model_id, vector FROM memory_facts \
              WHERE company_id = $1 AND customer_id = $2 AND (agent_id IS NULL OR agent_id = $3) \
              ORDER BY created_at DESC, id DESC LIMIT $4",
+            args![company_id.to_string(), customer_id, agent, limit],
         )
-        .bind(company_id.to_string())
-        .bind(customer_id)
-        .bind(agent)
-        .bind(limit)
-        .fetch_all(self.pool())
         .await?
         .into_iter()
         .map(FactRow::into_fact)

@@ -13,6 +13,7 @@ mod cache;
 mod companies;
 mod connections;
 mod conversations;
+pub(crate) mod direct;
 mod knowledge;
 mod memory;
 mod public_keys;
@@ -70,6 +71,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
@@ -96,6 +99,8 @@ pub struct SqlStore {
     /// SQLite has one writer at a time; queueing hot-path writes here is cheaper than letting
     /// connections collide and sleep in SQLite's busy handler.
     write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// SQLite files: the hot path's statements without sqlx's thread hand-off.
+    direct: Option<std::sync::Arc<direct::Direct>>,
 }
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -138,10 +143,16 @@ impl SqlStore {
                     .await?
             }
         };
+        let write_lock: std::sync::Arc<tokio::sync::Mutex<()>> = Default::default();
+        let direct = match backend {
+            Backend::Sqlite => direct::Direct::open(url, write_lock.clone())?,
+            Backend::Postgres => None,
+        };
         Ok(Self {
             pool,
             backend,
-            write_lock: Default::default(),
+            write_lock,
+            direct,
         })
     }
 
@@ -161,6 +172,69 @@ impl SqlStore {
 
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Run `statements` in one transaction: on SQLite through the group-committing writer
+    /// (see [`direct`]), otherwise through sqlx (holding the write lock on SQLite). Returns once
+    /// committed; on failure nothing of them is written.
+    pub(crate) async fn write_all(
+        &self,
+        statements: Vec<(&'static str, Vec<direct::Arg>)>,
+    ) -> StoreResult<()> {
+        if let Some(d) = self.direct() {
+            return d
+                .write(move |c| {
+                    for (sql, args) in &statements {
+                        direct::execute(c, sql, args)?;
+                    }
+                    Ok(())
+                })
+                .await;
+        }
+        let _writer = self.writer().await;
+        if let [(sql, args)] = &statements[..] {
+            let mut query = sqlx::query(*sql);
+            for a in args {
+                query = a.bind_query(query);
+            }
+            query.execute(&self.pool).await?;
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for (sql, args) in &statements {
+            let mut query = sqlx::query(*sql);
+            for a in args {
+                query = a.bind_query(query);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The direct SQLite path, when this store has one (see [`direct`]).
+    pub(crate) fn direct(&self) -> Option<&direct::Direct> {
+        self.direct.as_deref()
+    }
+
+    /// Every row of `sql` with `args`: on the calling thread on SQLite (see [`direct`]),
+    /// through sqlx on PostgreSQL.
+    pub(crate) async fn fetch_rows<R>(
+        &self,
+        sql: &'static str,
+        args: Vec<direct::Arg>,
+    ) -> StoreResult<Vec<R>>
+    where
+        R: direct::DirectRow + for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+    {
+        if let Some(d) = self.direct() {
+            return d.read(|c| direct::rows(c, sql, &args));
+        }
+        let mut query = sqlx::query_as::<_, R>(sql);
+        for a in &args {
+            query = a.bind_to(query);
+        }
+        Ok(query.fetch_all(&self.pool).await?)
     }
 
     /// Held across a write transaction on SQLite (a no-op guard on PostgreSQL).

@@ -330,20 +330,28 @@ macro_rules! run_columns {
 }
 
 /// Debit a metered company (a `NULL` balance is unmetered and stays so).
+/// [`debit`] as a statement of [`SqlStore::write_all`] (`None`: nothing to debit).
+pub(crate) fn debit_statement(
+    company_id: &str,
+    cost_microusd: i64,
+) -> Option<(&'static str, Vec<super::direct::Arg>)> {
+    (cost_microusd != 0).then(|| (DEBIT, super::direct::args![cost_microusd, company_id]))
+}
+
+const DEBIT: &str = "UPDATE companies SET credits_microusd = credits_microusd - $1 \
+     WHERE id = $2 AND credits_microusd IS NOT NULL";
+
 pub(crate) async fn debit(
     conn: &mut AnyConnection,
     company_id: &str,
     cost_microusd: i64,
 ) -> StoreResult<()> {
     if cost_microusd != 0 {
-        sqlx::query(
-            "UPDATE companies SET credits_microusd = credits_microusd - $1 \
-             WHERE id = $2 AND credits_microusd IS NOT NULL",
-        )
-        .bind(cost_microusd)
-        .bind(company_id)
-        .execute(conn)
-        .await?;
+        sqlx::query(DEBIT)
+            .bind(cost_microusd)
+            .bind(company_id)
+            .execute(conn)
+            .await?;
     }
     Ok(())
 }

@@ -694,6 +694,18 @@ async fn repeated_questions_are_served_from_the_cache(b: Backend) {
         (n == 2).then_some(())
     })
     .await;
+    // … and its usage: a cached, free row beside the model's.
+    let usage: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT cached, cost_microusd FROM usage_events ORDER BY created_at")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    assert_eq!(usage.len(), 2, "{usage:?}");
+    assert_eq!(usage[1], (1, 0), "{usage:?}");
+    // The node's dashboard counts the hit as a chat, not as a routed model call.
+    let d = e.app.get("/v1/metrics/dashboard", &e.s).await.body;
+    assert_eq!(d["config_loading"]["total_loads"], 2, "{d}");
+    assert_eq!(d["model_routing"]["total_routed"], 1, "{d}");
 
     // An answer that used the customer's memory is never cached.
     use cortex::store::MemoryStore;

@@ -64,6 +64,51 @@ async fn an_agent_update_invalidates_the_config_cache_on_every_node() {
         .assert_error(404, "NOT_FOUND");
 }
 
+/// Keys are verified from each node's memory; a revocation on one node reaches every other
+/// before the revoking request answers, so the very next request fails wherever it lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_key_fails_on_its_next_request_on_every_node() {
+    let prefix = format!("cortex-test-{}", uuid::Uuid::new_v4().simple());
+    let (url, p) = (redis_url(), prefix.clone());
+    let a = spawn_app_with(Backend::Postgres, |c| {
+        c.redis_url = Some(url);
+        c.redis_prefix = p;
+    })
+    .await;
+    let (url, p, db) = (redis_url(), prefix.clone(), a.database_url.clone());
+    let b = spawn_app_with(Backend::Postgres, |c| {
+        c.redis_url = Some(url);
+        c.redis_prefix = p;
+        c.database_url = Some(db);
+    })
+    .await;
+    let s = a.admin().await;
+    for round in 0..5 {
+        let created = a.create_key(&s, json!({"name": format!("k{round}")})).await;
+        let key = crate::helpers::Auth::ApiKeyHeader(created["key"].as_str().unwrap().into());
+        // Verified, and so remembered, on both nodes.
+        assert_eq!(a.get("/v1/me", &key).await.status, 200);
+        assert_eq!(b.get("/v1/me", &key).await.status, 200);
+        assert_eq!(b.get("/v1/me", &key).await.status, 200);
+        let id: uuid::Uuid = created["id"].as_str().unwrap().parse().unwrap();
+        let hash = cortex::auth::api_key::hash(created["key"].as_str().unwrap());
+        assert_eq!(
+            b.state.keys.get(&hash).map(|k| k.id),
+            Some(id),
+            "node B cached the key"
+        );
+        let del = a.delete(&format!("/portal/api/keys/{id}"), &s).await;
+        assert_eq!(del.status, 200, "{}", del.body);
+        // No waiting: the revocation answered only once node B had forgotten the key.
+        b.get("/v1/me", &key)
+            .await
+            .assert_error(401, "UNAUTHORIZED");
+        a.get("/v1/me", &key)
+            .await
+            .assert_error(401, "UNAUTHORIZED");
+    }
+}
+
 #[tokio::test]
 async fn a_wrong_redis_url_fails_the_start() {
     let mut config = cortex::config::Config::default();
