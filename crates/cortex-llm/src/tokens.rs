@@ -35,15 +35,41 @@ pub fn preload() {
 }
 
 /// Number of tokens of `text` (special-token text such as `<|endoftext|>` counts as plain text).
+///
+/// Counts are remembered by content: the fixed parts of a prompt (an agent's FAQs, its knowledge
+/// passages, a customer's facts) recur chat after chat, and encoding them costs microseconds
+/// each time while a look-up costs a hash. At most [`REMEMBERED`] texts, forgotten all at once
+/// when full.
 pub fn count_tokens(text: &str) -> usize {
     if text.is_empty() {
         return 0;
     }
-    match bpe() {
+    let key = (xxhash_rust::xxh3::xxh3_128(text.as_bytes()), text.len());
+    if let Some(n) = remembered().lock().ok().and_then(|m| m.get(&key).copied()) {
+        return n;
+    }
+    let n = match bpe() {
         Some(bpe) => bpe.encode_ordinary(text).len(),
         // Rough estimate: four characters per token.
         None => text.chars().count().div_ceil(4),
+    };
+    if let Ok(mut m) = remembered().lock() {
+        if m.len() >= REMEMBERED {
+            m.clear();
+        }
+        m.insert(key, n);
     }
+    n
+}
+
+/// Texts whose count is remembered (see [`count_tokens`]).
+const REMEMBERED: usize = 8192;
+
+type Counts = std::sync::Mutex<std::collections::HashMap<(u128, usize), usize>>;
+
+fn remembered() -> &'static Counts {
+    static COUNTS: OnceLock<Counts> = OnceLock::new();
+    COUNTS.get_or_init(Default::default)
 }
 
 /// Tokens of one message in a chat prompt: [`TOKENS_PER_MESSAGE`] plus its role, content, name

@@ -66,6 +66,20 @@ struct MessageRow {
 }
 direct_row!(MessageRow { role, content });
 
+/// PostgreSQL: a turn with one model call, its usage row and the debit in one statement. The
+/// parameters are the messages' ten then the usage row's fourteen, as `record_turn` builds them.
+const PG_TURN: &str = concat!(
+    "WITH m AS (INSERT INTO conversation_messages (id, company_id, agent_id, conversation_id, customer_id,",
+    " role, content, created_at) VALUES ($1, $2, $3, $4, $5, 'user', $6, $7),",
+    " ($8, $2, $3, $4, $5, 'assistant', $9, $10)),",
+    " u AS (INSERT INTO usage_events (id, company_id, agent_id, conversation_id, model_used, model,",
+    " input_tokens, output_tokens, cost_usd, cost_microusd, cached, tool_rounds, latency_ms, created_at)",
+    " VALUES ($11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24))",
+    " UPDATE companies SET credits_microusd = credits_microusd - $20",
+    " WHERE id = $2 AND credits_microusd IS NOT NULL AND $20 <> 0"
+);
+const PG_TURN_PARAMS: usize = 24;
+
 #[async_trait]
 impl ConversationStore for SqlStore {
     async fn history(
@@ -149,6 +163,13 @@ impl ConversationStore for SqlStore {
                     &reply_at,
                 ],
             ));
+        }
+        if self.backend() == super::Backend::Postgres && calls.len() == 1 {
+            // One round trip instead of five (BEGIN, two inserts, the debit, COMMIT): a single
+            // statement is its own transaction.
+            let mut args: Vec<Arg> = statements.into_iter().flat_map(|(_, a)| a).collect();
+            args.truncate(PG_TURN_PARAMS);
+            return self.write_all(vec![(PG_TURN, args)]).await;
         }
         if let Some(debit) = super::runs::debit_statement(&company, t.cost_microusd) {
             statements.push(debit);

@@ -1049,23 +1049,34 @@ impl KnowledgeStore for SqlStore {
                 Ok(kept)
             });
         }
+        if self.backend() == Backend::Postgres {
+            // One round trip for every word (a term holds no control character: see fts_term).
+            let joined: Vec<String> = terms.collect();
+            if joined.is_empty() {
+                return Ok(Vec::new());
+            }
+            return Ok(sqlx::query_scalar(concat!(
+                "SELECT w FROM unnest(string_to_array($1, chr(31))) WITH ORDINALITY AS t(w, i)",
+                " WHERE (SELECT COUNT(*) FROM (SELECT 1 FROM knowledge_chunks WHERE content_tsv @@",
+                " websearch_to_tsquery('simple', '\"' || w || '\"') LIMIT $2) c) <= $3 ORDER BY i"
+            ))
+            .bind(joined.join("\u{1f}"))
+            .bind(COMMON_WORD_ROWS + 1)
+            .bind(COMMON_WORD_ROWS)
+            .fetch_all(self.pool())
+            .await?);
+        }
+        // An in-memory SQLite database (no direct path): a count per word.
         let mut kept = Vec::new();
         for w in terms {
-            let count_sql = match self.backend() {
-                Backend::Sqlite => concat!(
-                    "SELECT COUNT(*) FROM (SELECT 1 FROM knowledge_chunks_fts",
-                    " WHERE knowledge_chunks_fts MATCH $1 LIMIT $2)"
-                ),
-                Backend::Postgres => concat!(
-                    "SELECT COUNT(*) FROM (SELECT 1 FROM knowledge_chunks",
-                    " WHERE content_tsv @@ websearch_to_tsquery('simple', $1) LIMIT $2) t"
-                ),
-            };
-            let n: i64 = sqlx::query_scalar(count_sql)
-                .bind(format!("\"{w}\""))
-                .bind(COMMON_WORD_ROWS + 1)
-                .fetch_one(self.pool())
-                .await?;
+            let n: i64 = sqlx::query_scalar(concat!(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM knowledge_chunks_fts",
+                " WHERE knowledge_chunks_fts MATCH $1 LIMIT $2)"
+            ))
+            .bind(format!("\"{w}\""))
+            .bind(COMMON_WORD_ROWS + 1)
+            .fetch_one(self.pool())
+            .await?;
             if n <= COMMON_WORD_ROWS {
                 kept.push(w);
             }
