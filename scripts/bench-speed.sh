@@ -96,8 +96,9 @@ for backend in $BACKENDS; do
   for conc in $CONCS; do
     run "cortex-$backend" "$conc" ticks "$srv_pid" "$API/v1/chat" "$chat_body" "x-api-key: $key"
   done
-  # The cache-hit path: one question asked again and again (stored by its first answer).
-  one=$(printf '{"company_id":"%s","agent_id":"%s","conversation_id":"00000000-0000-4000-9000-000000000001","customer_id":"bench","message":"When do refunds arrive?"}' "$company" "$agent")
+  # The cache-hit path: one question asked again and again (stored by its first answer; a
+  # customer without facts, since an answer that used memory is never cached).
+  one=$(printf '{"company_id":"%s","agent_id":"%s","conversation_id":"00000000-0000-4000-9000-000000000001","customer_id":"guest","message":"When do refunds arrive?"}' "$company" "$agent")
   curl -sf -X POST "$API/v1/chat" -H "x-api-key: $key" -H 'content-type: application/json' -d "$one" >/dev/null
   sleep 1
   for conc in $CONCS; do
@@ -111,13 +112,15 @@ if [ "$WITH_LITELLM" = yes ]; then
   [ -x "$VENV/bin/litellm" ] || { python3 -m venv "$VENV" && "$VENV/bin/pip" install -q 'litellm[proxy]'; }
   printf 'model_list:\n  - model_name: gpt-4o-mini\n    litellm_params:\n      model: openai/gpt-4o-mini\n      api_base: %s\n      api_key: bench\n' "$FAKE" >"$dir/litellm.yaml"
   lport=$((30000 + RANDOM % 10000))
-  setsid env LITELLM_TELEMETRY=False "$VENV/bin/litellm" --config "$dir/litellm.yaml" --host 127.0.0.1 --port "$lport" >"$dir/litellm.log" 2>&1 &
+  # A master key, as LiteLLM requires (and as Cortex's key is checked, so both authenticate).
+  llm_key="sk-bench-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  setsid env LITELLM_TELEMETRY=False LITELLM_MASTER_KEY="$llm_key" "$VENV/bin/litellm" --config "$dir/litellm.yaml" --host 127.0.0.1 --port "$lport" >"$dir/litellm.log" 2>&1 &
   llm_pid=$!
   for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$lport/health/liveliness" >/dev/null 2>&1 && break; sleep 0.2; done
   llm_body='{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are Bench, a support agent."},{"role":"user","content":"Question {n}: how long do refunds take?"}]}'
-  "$LOAD" --url "http://127.0.0.1:$lport/chat/completions" --body "$llm_body" --concurrency 8 --seconds 2 >/dev/null
+  "$LOAD" --url "http://127.0.0.1:$lport/chat/completions" --header "authorization: Bearer $llm_key" --body "$llm_body" --concurrency 8 --seconds 2 >/dev/null
   for conc in $CONCS; do
-    run litellm "$conc" group_ticks "$llm_pid" "http://127.0.0.1:$lport/chat/completions" "$llm_body"
+    run litellm "$conc" group_ticks "$llm_pid" "http://127.0.0.1:$lport/chat/completions" "$llm_body" "authorization: Bearer $llm_key"
   done
   echo
   for conc in $CONCS; do
