@@ -88,7 +88,10 @@ impl From<Vec<u8>> for Arg {
 
 /// `args![a, b, …]`: a statement's parameters `$1, $2, …`.
 macro_rules! args {
-    ($($a:expr),* $(,)?) => { vec![$($crate::store::direct::Arg::from($a)),*] };
+    ($($a:expr),* $(,)?) => {{
+        let args: Vec<$crate::store::direct::Arg> = vec![$($crate::store::direct::Arg::from($a)),*];
+        args
+    }};
 }
 pub(crate) use args;
 
