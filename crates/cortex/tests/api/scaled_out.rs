@@ -9,22 +9,32 @@ fn redis_url() -> String {
     std::env::var("CORTEX_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_agent_update_invalidates_the_config_cache_on_every_node() {
+/// Two nodes on one fresh PostgreSQL database and one Redis prefix, each configured by `tweak`.
+async fn two_nodes(
+    tweak: impl Fn(&mut cortex::config::Config) + Copy,
+) -> (crate::helpers::TestApp, crate::helpers::TestApp) {
     let prefix = format!("cortex-test-{}", uuid::Uuid::new_v4().simple());
     let (url, p) = (redis_url(), prefix.clone());
-    let a = spawn_app_with(Backend::Postgres, |c| {
+    let a = spawn_app_with(Backend::Postgres, move |c| {
         c.redis_url = Some(url);
         c.redis_prefix = p;
+        tweak(c);
     })
     .await;
-    let (url, p, db) = (redis_url(), prefix.clone(), a.database_url.clone());
-    let b = spawn_app_with(Backend::Postgres, |c| {
+    let (url, db) = (redis_url(), a.database_url.clone());
+    let b = spawn_app_with(Backend::Postgres, move |c| {
         c.redis_url = Some(url);
-        c.redis_prefix = p;
+        c.redis_prefix = prefix;
         c.database_url = Some(db);
+        tweak(c);
     })
     .await;
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_update_invalidates_the_config_cache_on_every_node() {
+    let (a, b) = two_nodes(|_| {}).await;
     let health = b.get("/health/detailed", &crate::helpers::Auth::None).await;
     assert_eq!(health.body["checks"]["redis"], "ok", "{}", health.body);
 
@@ -68,20 +78,7 @@ async fn an_agent_update_invalidates_the_config_cache_on_every_node() {
 /// before the revoking request answers, so the very next request fails wherever it lands.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_key_fails_on_its_next_request_on_every_node() {
-    let prefix = format!("cortex-test-{}", uuid::Uuid::new_v4().simple());
-    let (url, p) = (redis_url(), prefix.clone());
-    let a = spawn_app_with(Backend::Postgres, |c| {
-        c.redis_url = Some(url);
-        c.redis_prefix = p;
-    })
-    .await;
-    let (url, p, db) = (redis_url(), prefix.clone(), a.database_url.clone());
-    let b = spawn_app_with(Backend::Postgres, |c| {
-        c.redis_url = Some(url);
-        c.redis_prefix = p;
-        c.database_url = Some(db);
-    })
-    .await;
+    let (a, b) = two_nodes(|_| {}).await;
     let s = a.admin().await;
     for round in 0..5 {
         let created = a.create_key(&s, json!({"name": format!("k{round}")})).await;
@@ -124,24 +121,9 @@ async fn a_wrong_redis_url_fails_the_start() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_companys_rate_window_is_shared_by_every_node() {
-    let prefix = format!("cortex-test-{}", uuid::Uuid::new_v4().simple());
-    let limits = |c: &mut cortex::config::Config| {
+    let (a, b) = two_nodes(|c| {
         c.limits.company_requests = 4;
         c.limits.company_window_seconds = 3600;
-    };
-    let (url, p) = (redis_url(), prefix.clone());
-    let a = spawn_app_with(Backend::Postgres, |c| {
-        c.redis_url = Some(url);
-        c.redis_prefix = p;
-        limits(c);
-    })
-    .await;
-    let (url, p, db) = (redis_url(), prefix.clone(), a.database_url.clone());
-    let b = spawn_app_with(Backend::Postgres, |c| {
-        c.redis_url = Some(url);
-        c.redis_prefix = p;
-        c.database_url = Some(db);
-        limits(c);
     })
     .await;
     let s = a.admin().await;
