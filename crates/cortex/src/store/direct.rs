@@ -109,21 +109,29 @@ impl ToSql for Arg {
     }
 }
 
+/// One parameter bound to a sqlx query (`Query` and `QueryAs` have the same `bind`, no common
+/// trait).
+macro_rules! bind_arg {
+    ($arg:expr, $q:expr) => {
+        match $arg {
+            Arg::Text(s) => $q.bind(s.as_str()),
+            Arg::OptText(s) => $q.bind(s.as_deref()),
+            Arg::Int(i) => $q.bind(*i),
+            Arg::OptInt(i) => $q.bind(*i),
+            Arg::Real(f) => $q.bind(*f),
+            Arg::Blob(b) => $q.bind(b.as_slice()),
+            Arg::OptBlob(b) => $q.bind(b.as_deref()),
+        }
+    };
+}
+
 impl Arg {
     /// Bind to a sqlx query (the same parameter, the other driver).
     pub(crate) fn bind_to<'q, O>(
         &'q self,
         q: sqlx::query::QueryAs<'q, sqlx::Any, O, sqlx::any::AnyArguments>,
     ) -> sqlx::query::QueryAs<'q, sqlx::Any, O, sqlx::any::AnyArguments> {
-        match self {
-            Arg::Text(s) => q.bind(s.as_str()),
-            Arg::OptText(s) => q.bind(s.as_deref()),
-            Arg::Int(i) => q.bind(*i),
-            Arg::OptInt(i) => q.bind(*i),
-            Arg::Real(f) => q.bind(*f),
-            Arg::Blob(b) => q.bind(b.as_slice()),
-            Arg::OptBlob(b) => q.bind(b.as_deref()),
-        }
+        bind_arg!(self, q)
     }
 }
 
@@ -133,15 +141,7 @@ impl Arg {
         &'q self,
         q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
     ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
-        match self {
-            Arg::Text(s) => q.bind(s.as_str()),
-            Arg::OptText(s) => q.bind(s.as_deref()),
-            Arg::Int(i) => q.bind(*i),
-            Arg::OptInt(i) => q.bind(*i),
-            Arg::Real(f) => q.bind(*f),
-            Arg::Blob(b) => q.bind(b.as_slice()),
-            Arg::OptBlob(b) => q.bind(b.as_deref()),
-        }
+        bind_arg!(self, q)
     }
 }
 
