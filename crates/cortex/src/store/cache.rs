@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::direct::{args, direct_row};
+use super::direct::{Arg, args, direct_row};
 use super::knowledge::{decode_vector, encode_vector, pgvector_text, vec_id_params};
 use super::{Backend, SqlStore, StoreResult, fmt_ts, new_id, now, parse_id};
 
@@ -213,6 +213,11 @@ const SQLITE_INSERT: &str = concat!(
     " created_at, expires_at, last_used_at, vec_id, model_id, dimension, vector)",
     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $7, $9, $10, $11, $12)"
 );
+const PG_INSERT: &str = concat!(
+    "INSERT INTO cache_entries (id, company_id, agent_id, question, normalized, answer,",
+    " created_at, expires_at, last_used_at, vec_id, model_id, dimension, vector, embedding)",
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $7, $9, $10, $11, $12, CAST($13 AS vector))"
+);
 
 #[async_trait]
 impl CacheStore for SqlStore {
@@ -346,70 +351,43 @@ impl CacheStore for SqlStore {
     ) -> StoreResult<u64> {
         let (company, agent) = (company_id.to_string(), agent_id.to_string());
         let (created, expires) = (fmt_ts(now()), fmt_ts(expires_at));
-        if self.direct().is_some() {
-            let statements = entries
-                .iter()
-                .map(|e| {
-                    (
-                        SQLITE_INSERT,
-                        args![
-                            new_id().to_string(),
-                            &company,
-                            &agent,
-                            &e.question,
-                            &e.normalized,
-                            &e.answer,
-                            &created,
-                            &expires,
-                            i64::try_from(e.vec_id).unwrap_or(i64::MAX),
-                            e.embedding.as_ref().map(|(m, _)| m.clone()),
-                            e.embedding.as_ref().map(|(_, v)| v.len() as i64),
-                            e.embedding.as_ref().map(|(_, v)| encode_vector(v)),
-                        ],
-                    )
-                })
-                .collect();
-            self.write_all(statements).await?;
-            return Ok(entries.len() as u64);
-        }
-        let _writer = self.writer().await;
-        let mut tx = self.pool().begin().await?;
-        for e in entries {
-            let query = match self.backend() {
-                Backend::Sqlite => sqlx::query(SQLITE_INSERT),
-                Backend::Postgres => sqlx::query(concat!(
-                    "INSERT INTO cache_entries (id, company_id, agent_id, question, normalized, answer,",
-                    " created_at, expires_at, last_used_at, vec_id, model_id, dimension, vector, embedding)",
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $7, $9, $10, $11, $12, CAST($13 AS vector))"
-                )),
-            };
-            let mut query = query
-                .bind(new_id().to_string())
-                .bind(&company)
-                .bind(&agent)
-                .bind(&e.question)
-                .bind(&e.normalized)
-                .bind(&e.answer)
-                .bind(&created)
-                .bind(&expires)
-                .bind(i64::try_from(e.vec_id).unwrap_or(i64::MAX))
-                .bind(e.embedding.as_ref().map(|(m, _)| m.as_str()))
-                .bind(e.embedding.as_ref().map(|(_, v)| v.len() as i64))
+        let statements = entries
+            .iter()
+            .map(|e| {
+                let mut args = args![
+                    new_id().to_string(),
+                    &company,
+                    &agent,
+                    &e.question,
+                    &e.normalized,
+                    &e.answer,
+                    &created,
+                    &expires,
+                    i64::try_from(e.vec_id).unwrap_or(i64::MAX),
+                    e.embedding.as_ref().map(|(m, _)| m.clone()),
+                    e.embedding.as_ref().map(|(_, v)| v.len() as i64),
+                ];
                 // The bytes feed SQLite's in-memory index; PostgreSQL searches `embedding`, and
                 // a second copy would push the row past the inline limit (TOAST: every distance
                 // of an exact search would decompress it).
-                .bind(
-                    e.embedding
-                        .as_ref()
-                        .filter(|_| self.backend() == Backend::Sqlite)
-                        .map(|(_, v)| encode_vector(v)),
-                );
-            if self.backend() == Backend::Postgres {
-                query = query.bind(e.embedding.as_ref().map(|(_, v)| pgvector_text(v)));
-            }
-            query.execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
+                match self.backend() {
+                    Backend::Sqlite => {
+                        args.push(Arg::from(
+                            e.embedding.as_ref().map(|(_, v)| encode_vector(v)),
+                        ));
+                        (SQLITE_INSERT, args)
+                    }
+                    Backend::Postgres => {
+                        args.push(Arg::OptBlob(None));
+                        args.push(Arg::from(
+                            e.embedding.as_ref().map(|(_, v)| pgvector_text(v)),
+                        ));
+                        (PG_INSERT, args)
+                    }
+                }
+            })
+            .collect();
+        self.write_all(statements).await?;
         Ok(entries.len() as u64)
     }
 

@@ -78,7 +78,6 @@ const PG_TURN: &str = concat!(
     " UPDATE companies SET credits_microusd = credits_microusd - $20",
     " WHERE id = $2 AND credits_microusd IS NOT NULL AND $20 <> 0"
 );
-const PG_TURN_PARAMS: usize = 24;
 
 #[async_trait]
 impl ConversationStore for SqlStore {
@@ -167,8 +166,7 @@ impl ConversationStore for SqlStore {
         if self.backend() == super::Backend::Postgres && calls.len() == 1 {
             // One round trip instead of five (BEGIN, two inserts, the debit, COMMIT): a single
             // statement is its own transaction.
-            let mut args: Vec<Arg> = statements.into_iter().flat_map(|(_, a)| a).collect();
-            args.truncate(PG_TURN_PARAMS);
+            let args: Vec<Arg> = statements.into_iter().flat_map(|(_, a)| a).collect();
             return self.write_all(vec![(PG_TURN, args)]).await;
         }
         if let Some(debit) = super::runs::debit_statement(&company, t.cost_microusd) {

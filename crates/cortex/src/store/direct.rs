@@ -23,7 +23,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::types::{FromSql, ToSqlOutput};
+use rusqlite::types::ToSqlOutput;
 use rusqlite::{Connection, OpenFlags, ToSql};
 
 use super::{StoreError, StoreResult};
@@ -133,9 +133,7 @@ impl Arg {
     ) -> sqlx::query::QueryAs<'q, sqlx::Any, O, sqlx::any::AnyArguments> {
         bind_arg!(self, q)
     }
-}
 
-impl Arg {
     /// [`Arg::bind_to`] for a statement without rows.
     pub(crate) fn bind_query<'q>(
         &'q self,
@@ -195,21 +193,6 @@ pub(crate) fn rows<R: DirectRow>(
         out.push(R::from_row(row)?);
     }
     Ok(out)
-}
-
-/// The first column of the first row.
-pub(crate) fn scalar<T: FromSql>(
-    conn: &Connection,
-    sql: &str,
-    args: &[Arg],
-) -> rusqlite::Result<T> {
-    let mut stmt = conn.prepare_cached(sql)?;
-    bind(&mut stmt, args)?;
-    let mut rows = stmt.raw_query();
-    match rows.next()? {
-        Some(row) => row.get(0),
-        None => Err(rusqlite::Error::QueryReturnedNoRows),
-    }
 }
 
 /// Run a statement; returns the rows it changed.
@@ -432,14 +415,18 @@ mod tests {
         })?;
         assert_eq!(stored.len(), 40);
         assert!(stored.iter().all(|p| p.k.starts_with('k') && p.v < 40));
-        let n: i64 = direct.read(|c| {
-            scalar(
+        let matched: Vec<Pair> = direct.read(|c| {
+            rows(
                 c,
-                "SELECT COUNT(*) FROM t WHERE k = $2 OR v = $1",
+                "SELECT k, v FROM t WHERE k = $2 OR v = $1",
                 &args![-1i64, "k1"],
             )
         })?;
-        assert_eq!(n, 1, "parameters bind by their number, not their position");
+        assert_eq!(
+            matched.len(),
+            1,
+            "parameters bind by their number, not their position"
+        );
         // A cached statement is prepared once, not again each time its `LIMIT` is bound.
         let reprepared = direct.read(|c| {
             for limit in 1..5i64 {

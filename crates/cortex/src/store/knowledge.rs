@@ -393,10 +393,6 @@ pub(crate) fn vec_id_params(ids: &[u64], slots: usize) -> impl Iterator<Item = d
     })
 }
 
-fn vec_id_slots(ids: &[u64]) -> impl Iterator<Item = direct::Arg> + '_ {
-    vec_id_params(ids, VEC_ID_SLOTS)
-}
-
 /// Sources above this many chunks are searched through the HNSW index, smaller ones exactly.
 const EXACT_SEARCH_MAX_CHUNKS: i64 = 5000;
 
@@ -516,6 +512,13 @@ impl direct::DirectRow for ScoredChunkRow {
         })
     }
 }
+
+/// One word of [`KnowledgeStore::rare_words`].
+#[derive(sqlx::FromRow)]
+struct WordRow {
+    w: String,
+}
+direct_row!(WordRow { w });
 
 #[async_trait]
 impl KnowledgeStore for SqlStore {
@@ -1009,7 +1012,7 @@ impl KnowledgeStore for SqlStore {
         let mut out = Vec::with_capacity(vec_ids.len());
         for batch in vec_ids.chunks(VEC_ID_SLOTS) {
             let mut args = args![company_id.to_string(), source_id.to_string()];
-            args.extend(vec_id_slots(batch));
+            args.extend(vec_id_params(batch, VEC_ID_SLOTS));
             let rows: Vec<ChunkRow> = self
                 .fetch_rows(
                     concat!(
@@ -1029,59 +1032,41 @@ impl KnowledgeStore for SqlStore {
     }
 
     async fn rare_words(&self, words: &[String]) -> StoreResult<Vec<String>> {
-        let terms = words.iter().map(|w| fts_term(w)).filter(|t| !t.is_empty());
-        if let Some(d) = self.direct() {
-            return d.read(|c| {
-                let mut kept = Vec::new();
-                for w in terms {
-                    let n: i64 = direct::scalar(
-                        c,
-                        concat!(
-                            "SELECT COUNT(*) FROM (SELECT 1 FROM knowledge_chunks_fts",
-                            " WHERE knowledge_chunks_fts MATCH $1 LIMIT $2)"
-                        ),
-                        &args![format!("\"{w}\""), COMMON_WORD_ROWS + 1],
-                    )?;
-                    if n <= COMMON_WORD_ROWS {
-                        kept.push(w);
-                    }
-                }
-                Ok(kept)
-            });
+        let terms: Vec<String> = words
+            .iter()
+            .map(|w| fts_term(w))
+            .filter(|t| !t.is_empty())
+            .collect();
+        if terms.is_empty() {
+            return Ok(Vec::new());
         }
-        if self.backend() == Backend::Postgres {
-            // One round trip for every word (a term holds no control character: see fts_term).
-            let joined: Vec<String> = terms.collect();
-            if joined.is_empty() {
-                return Ok(Vec::new());
-            }
-            return Ok(sqlx::query_scalar(concat!(
-                "SELECT w FROM unnest(string_to_array($1, chr(31))) WITH ORDINALITY AS t(w, i)",
-                " WHERE (SELECT COUNT(*) FROM (SELECT 1 FROM knowledge_chunks WHERE content_tsv @@",
-                " websearch_to_tsquery('simple', '\"' || w || '\"') LIMIT $2) c) <= $3 ORDER BY i"
-            ))
-            .bind(joined.join("\u{1f}"))
-            .bind(COMMON_WORD_ROWS + 1)
-            .bind(COMMON_WORD_ROWS)
-            .fetch_all(self.pool())
-            .await?);
-        }
-        // An in-memory SQLite database (no direct path): a count per word.
-        let mut kept = Vec::new();
-        for w in terms {
-            let n: i64 = sqlx::query_scalar(concat!(
-                "SELECT COUNT(*) FROM (SELECT 1 FROM knowledge_chunks_fts",
-                " WHERE knowledge_chunks_fts MATCH $1 LIMIT $2)"
-            ))
-            .bind(format!("\"{w}\""))
-            .bind(COMMON_WORD_ROWS + 1)
-            .fetch_one(self.pool())
-            .await?;
-            if n <= COMMON_WORD_ROWS {
-                kept.push(w);
-            }
-        }
-        Ok(kept)
+        // One statement for every word, each counted up to the bound, in the words' order.
+        let (sql, words): (&'static str, String) = match self.backend() {
+            Backend::Sqlite => (
+                concat!(
+                    "SELECT w.value AS w FROM json_each($1) AS w WHERE (SELECT COUNT(*) FROM",
+                    " (SELECT 1 FROM knowledge_chunks_fts WHERE knowledge_chunks_fts MATCH",
+                    " '\"' || w.value || '\"' LIMIT $2)) <= $3 ORDER BY w.key"
+                ),
+                serde_json::to_string(&terms)
+                    .map_err(|e| StoreError::Corrupt(format!("query words: {e}")))?,
+            ),
+            // A term holds no control character (see fts_term): the unit separator splits.
+            Backend::Postgres => (
+                concat!(
+                    "SELECT w FROM unnest(string_to_array($1, chr(31))) WITH ORDINALITY AS t(w, i)",
+                    " WHERE (SELECT COUNT(*) FROM (SELECT 1 FROM knowledge_chunks WHERE content_tsv @@",
+                    " websearch_to_tsquery('simple', '\"' || w || '\"') LIMIT $2) c) <= $3 ORDER BY i"
+                ),
+                terms.join("\u{1f}"),
+            ),
+        };
+        Ok(self
+            .fetch_rows::<WordRow>(sql, args![words, COMMON_WORD_ROWS + 1, COMMON_WORD_ROWS])
+            .await?
+            .into_iter()
+            .map(|r| r.w)
+            .collect())
     }
 
     async fn chunks_matching(
