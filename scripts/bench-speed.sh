@@ -10,6 +10,8 @@
 # time of its processes over the run, divided by the requests answered).
 #
 # Usage: scripts/bench-speed.sh [seconds-per-run] [backends: "sqlite postgres"] [litellm: yes|no]
+# CORTEX_BENCH_CONCS="1 8 64" sets the concurrencies; CORTEX_BENCH_PERF=DIR records a profile of
+# each Cortex run there (with CORTEX_BENCH_BIN pointing at a `--profile profiling` build).
 # LiteLLM is installed from PyPI into ~/.cache/litellm-venv when missing. PostgreSQL comes from
 # scripts/pgvector.sh.
 set -euo pipefail
@@ -40,8 +42,16 @@ run() {
   local name="$1" conc="$2" fn="$3" pid="$4" url="$5" body="$6" header="${7:-x-bench: 1}"
   local before after r n
   before=$("$fn" "$pid")
+  # CORTEX_BENCH_PERF=DIR: a `perf record` (DWARF call graphs) of each Cortex run (a --profile profiling build).
+  local perf_pid=
+  if [ -n "${CORTEX_BENCH_PERF:-}" ] && [ "$fn" = ticks ]; then
+    mkdir -p "$CORTEX_BENCH_PERF"
+    perf record -q -F 499 --call-graph dwarf,16384 -p "$pid" -o "$CORTEX_BENCH_PERF/$name-$conc.data" -- sleep "$SECS" 2>/dev/null &
+    perf_pid=$!
+  fi
   r=$("$LOAD" --url "$url" --header "$header" --body "$body" --concurrency "$conc" --seconds "$SECS")
   after=$("$fn" "$pid")
+  [ -z "$perf_pid" ] || wait "$perf_pid" || true
   n=$(get "$r" requests)
   local cpu; cpu=$(awk -v t=$((after - before)) -v hz="$HZ" -v n="$n" 'BEGIN { printf "%.3f", n ? t * 1000 / hz / n : 0 }')
   echo "| $name | $conc | $(get "$r" rps) | $(get "$r" p50_ms) | $(get "$r" p99_ms) | $cpu | $(get "$r" errors) |"

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::model::{Chunk, Source};
 use super::{Knowledge, KnowledgeError, collection_name};
 use crate::pipeline::text;
-use crate::store::{KnowledgeStore, SqlStore};
+use crate::store::{COMMON_WORD_ROWS, KnowledgeStore, SqlStore};
 
 /// Weight of the vector similarity in the final score; the keyword score has the rest.
 const VECTOR_WEIGHT: f32 = 0.7;
@@ -106,13 +106,30 @@ impl Knowledge {
         let query_words = text::words(query);
         // Counted once for all sources: how common a word is does not depend on the source.
         let searchable = |s: &&Source| s.company_id == company_id && s.chunk_count > 0;
-        let search_words = if sources.iter().any(|s| searchable(&s)) {
-            store
-                .rare_words(&text::search_words(query, MAX_WORDS))
-                .await?
+        // The keyword side searches the words found in few chunks (a common word is left to
+        // the vector side) and the exact terms found in any: a term in no chunk cannot match.
+        let (search_words, live_terms) = if sources.iter().any(|s| searchable(&s)) {
+            let words = text::search_words(query, MAX_WORDS);
+            let asked: Vec<String> = words.iter().chain(&terms).cloned().collect();
+            let counts = store.term_counts(&asked).await?;
+            let (word_counts, term_counts) = counts.split_at(words.len().min(counts.len()));
+            let rare = words
+                .into_iter()
+                .zip(word_counts)
+                .filter(|(_, n)| (1..=COMMON_WORD_ROWS).contains(*n))
+                .map(|(w, _)| w)
+                .collect();
+            let found = terms
+                .iter()
+                .zip(term_counts)
+                .filter(|(_, n)| **n > 0)
+                .map(|(t, _)| t.clone())
+                .collect();
+            (rare, found)
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
+        let keyword_side = !search_words.is_empty() || !live_terms.is_empty();
         let mut query_vectors: HashMap<String, Vec<f32>> = HashMap::new();
         let mut hits: HashMap<Uuid, SearchHit> = HashMap::new();
         for source in sources.iter().filter(searchable) {
@@ -151,15 +168,19 @@ impl Knowledge {
             };
             // Keyword candidates from the database's full-text index, with its relevance scaled
             // to the best of them (0–1).
-            let matched = store
-                .chunks_matching(
-                    company_id,
-                    source.id,
-                    &search_words,
-                    &terms,
-                    candidates_per_source as i64,
-                )
-                .await?;
+            let matched = if keyword_side {
+                store
+                    .chunks_matching(
+                        company_id,
+                        source.id,
+                        &search_words,
+                        &live_terms,
+                        candidates_per_source as i64,
+                    )
+                    .await?
+            } else {
+                Vec::new()
+            };
             let best = matched.iter().map(|(_, r)| *r).fold(0.0f32, f32::max);
             let mut relevance: HashMap<Uuid, f32> = HashMap::new();
             for (chunk, rank) in matched {

@@ -494,84 +494,94 @@ pub async fn run(
         (settings.cache_enabled, settings.cache_threshold.max(floor))
     };
 
-    // 05 cache, ahead of 02–04: an answer is only ever stored when it used neither the
-    // customer's memory nor a tool, so a hit needs none of what 02–04 gather.
-    let s = Instant::now();
-    let cached = if cache_enabled {
-        let found = cached_answer(state, &input, cache_threshold)
-            .instrument(tracing::info_span!("stage.05_cache_check"))
-            .await;
-        let result = if found.is_some() { "hit" } else { "miss" };
-        metrics::counter!("cortex_answer_cache_lookups_total", "result" => result).increment(1);
-        found
-    } else {
-        None
-    };
-    let cache_ms = ms(s);
-    if let Some(answer) = cached {
-        sink.emit(Event::TextDelta {
-            delta: answer.clone(),
-        })
-        .await?;
-        sink.usage(0, 0, 0).await?;
-        let reply = ChatReply {
-            reply: answer,
-            model_used: "cache".into(),
-            cached: true,
-            actions_executed: vec![],
-            latency_ms: 0,
-            tokens: TokenUsage {
-                input: 0,
-                output: 0,
-                cost_usd: 0.0,
-            },
-            context_tokens: ContextTokens {
-                before_compression: 0,
-                after_compression: 0,
-                savings_pct: 0.0,
-            },
-            step_timings: StepTimings {
-                config_load: configured.ms,
-                cache_check: cache_ms,
-                ..StepTimings::default()
-            },
+    // 05 cache, then on a miss 02–04: their reads in one read transaction.
+    let looked = crate::store::read_session(async {
+        // 05 cache, ahead of 02–04: an answer is only ever stored when it used neither the
+        // customer's memory nor a tool, so a hit needs none of what 02–04 gather.
+        let s = Instant::now();
+        let cached = if cache_enabled {
+            let found = cached_answer(state, &input, cache_threshold)
+                .instrument(tracing::info_span!("stage.05_cache_check"))
+                .await;
+            let result = if found.is_some() { "hit" } else { "miss" };
+            metrics::counter!("cortex_answer_cache_lookups_total", "result" => result).increment(1);
+            found
+        } else {
+            None
         };
-        let reply = finish(
+        let cache_ms = ms(s);
+        if let Some(answer) = cached {
+            return Ok(Looked::Hit(answer, configured, cache_ms));
+        }
+        // 02–04
+        let history = state
+            .store
+            .history(input.company_id, input.conversation_id, HISTORY)
+            .await?;
+        let prepared = prepare_configured(
             state,
-            &input,
-            reply,
-            ("", &[]),
-            started,
-            false,
-            (config_hit, None),
+            configured,
+            PrepareInput {
+                company_id: input.company_id,
+                agent: AgentChoice::Id(input.agent_id),
+                customer_id: &input.customer_id,
+                message: &input.message,
+                history: history_messages(&history),
+                channel: &input.channel,
+                metadata: &input.metadata,
+                memory_enabled: None,
+                mode: None,
+            },
+            Vec::new(),
         )
         .await?;
-        spawn_post_actions(state, &input, &reply, &configured.linked);
-        return Ok(reply);
-    }
-
-    // 02–04
-    let history = state
-        .store
-        .history(input.company_id, input.conversation_id, HISTORY)
-        .await?;
-    let prepared = prepare_configured(
-        state,
-        configured,
-        PrepareInput {
-            company_id: input.company_id,
-            agent: AgentChoice::Id(input.agent_id),
-            customer_id: &input.customer_id,
-            message: &input.message,
-            history: history_messages(&history),
-            channel: &input.channel,
-            metadata: &input.metadata,
-            memory_enabled: None,
-            mode: None,
-        },
-        Vec::new(),
-    )
+        Ok::<_, PipelineError>(Looked::Miss(Box::new(prepared), cache_ms))
+    })
     .await?;
+    let (prepared, cache_ms) = match looked {
+        Looked::Hit(answer, configured, cache_ms) => {
+            sink.emit(Event::TextDelta {
+                delta: answer.clone(),
+            })
+            .await?;
+            sink.usage(0, 0, 0).await?;
+            let reply = ChatReply {
+                reply: answer,
+                model_used: "cache".into(),
+                cached: true,
+                actions_executed: vec![],
+                latency_ms: 0,
+                tokens: TokenUsage {
+                    input: 0,
+                    output: 0,
+                    cost_usd: 0.0,
+                },
+                context_tokens: ContextTokens {
+                    before_compression: 0,
+                    after_compression: 0,
+                    savings_pct: 0.0,
+                },
+                step_timings: StepTimings {
+                    config_load: configured.ms,
+                    cache_check: cache_ms,
+                    ..StepTimings::default()
+                },
+            };
+            let reply = finish(
+                state,
+                &input,
+                reply,
+                ("", &[]),
+                started,
+                false,
+                (config_hit, None),
+            )
+            .await?;
+            spawn_post_actions(state, &input, &reply, &configured.linked);
+            return Ok(reply);
+        }
+        Looked::Miss(prepared, cache_ms) => (*prepared, cache_ms),
+    };
     let mut t = prepared.timings.clone();
     t.cache_check = cache_ms;
     let settings = &prepared.loaded.agent.spec.settings;
@@ -666,6 +676,13 @@ pub async fn run(
     .await?;
     after_turn(state, &input, &reply, &prepared);
     Ok(reply)
+}
+
+/// Stages 05 and 02–04 of a chat: a cached answer (with the agent, and stage 05's time), or
+/// what the model call needs.
+enum Looked {
+    Hit(String, Configured, u64),
+    Miss(Box<Prepared>, u64),
 }
 
 /// Stage 05's lookup: the cached answer, if an entry asks the same thing. A failed lookup is

@@ -215,8 +215,53 @@ const MAX_GROUP: usize = 256;
 /// The pool of readers and the writer thread of one SQLite file.
 pub(crate) struct Direct {
     path: String,
-    readers: Mutex<Vec<Connection>>,
+    readers: Readers,
     writer: std::sync::mpsc::Sender<Job>,
+}
+
+/// Idle read connections, shared with the read sessions that hold one.
+type Readers = Arc<Mutex<Vec<Connection>>>;
+
+fn give_back(readers: &Readers, conn: Connection) {
+    readers
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(conn);
+}
+
+tokio::task_local! {
+    static SESSION: ReadSession;
+}
+
+/// One read transaction for every direct read of a task, from its first read to the end of
+/// [`read_session`].
+///
+/// In WAL mode each statement outside a transaction takes and releases its own read lock
+/// (shared-memory locks, a look at the WAL index), and a connection that finds the database
+/// changed since its last transaction drops its whole page cache: with a commit per chat,
+/// every statement of the next chat started cold. Inside one transaction, a chat's reads
+/// share one snapshot, one lock and a warm cache.
+#[derive(Default)]
+struct ReadSession {
+    held: std::cell::RefCell<Option<(Readers, Connection)>>,
+}
+
+impl Drop for ReadSession {
+    fn drop(&mut self) {
+        if let Some((readers, conn)) = self.held.get_mut().take() {
+            // Ends the read transaction (a read-only one has nothing to roll back).
+            if execute(&conn, "COMMIT", &[]).is_ok() {
+                give_back(&readers, conn);
+            }
+        }
+    }
+}
+
+/// Run `fut` with its direct SQLite reads in one read transaction (see [`ReadSession`]).
+/// Writes are not part of it, and it must not span a read that has to see the task's own
+/// earlier write, nor a long wait (the snapshot holds the WAL back from being reset).
+pub(crate) async fn read_session<F: std::future::Future>(fut: F) -> F::Output {
+    SESSION.scope(ReadSession::default(), fut).await
 }
 
 fn open(path: &str, flags: OpenFlags) -> rusqlite::Result<Connection> {
@@ -258,31 +303,68 @@ impl Direct {
             .map_err(|e| StoreError::Corrupt(format!("starting the SQLite writer: {e}")))?;
         Ok(Some(Arc::new(Self {
             path: path.to_owned(),
-            readers: Mutex::new(Vec::new()),
+            readers: Arc::new(Mutex::new(Vec::new())),
             writer: tx,
         })))
     }
 
-    /// Run `f` with a read connection, on this thread.
+    /// Run `f` with a read connection, on this thread: the task's read session's when it is
+    /// in one (see [`read_session`]), else one from the pool for this read alone.
     pub(crate) fn read<T>(
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> StoreResult<T> {
+        let mut f = Some(f);
+        let in_session = SESSION.try_with(|session| -> StoreResult<Option<T>> {
+            let mut held = session.held.borrow_mut();
+            if held.is_none() {
+                let conn = self.checkout()?;
+                execute(&conn, "BEGIN", &[])?;
+                *held = Some((self.readers.clone(), conn));
+            }
+            match held.as_ref() {
+                // A session holds the connection of the first database it read.
+                Some((readers, conn)) if Arc::ptr_eq(readers, &self.readers) => match f.take() {
+                    Some(f) => Ok(Some(f(conn)?)),
+                    None => Ok(None),
+                },
+                _ => Ok(None),
+            }
+        });
+        if let Ok(ran) = in_session
+            && let Some(out) = ran?
+        {
+            return Ok(out);
+        }
+        let f = f
+            .take()
+            .ok_or_else(|| StoreError::Corrupt("a read ran twice".into()))?;
+        self.read_fresh(f)
+    }
+
+    /// Run `f` with a read connection of its own, outside the task's read session: it sees
+    /// every write committed before it starts.
+    pub(crate) fn read_fresh<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> StoreResult<T> {
+        let conn = self.checkout()?;
+        let out = f(&conn);
+        give_back(&self.readers, conn);
+        Ok(out?)
+    }
+
+    /// An idle read connection, or a new one.
+    fn checkout(&self) -> StoreResult<Connection> {
         let pooled = self
             .readers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .pop();
-        let conn = match pooled {
-            Some(c) => c,
-            None => open(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?,
-        };
-        let out = f(&conn);
-        self.readers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(conn);
-        Ok(out?)
+        match pooled {
+            Some(c) => Ok(c),
+            None => Ok(open(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?),
+        }
     }
 
     /// Queue a write for the next group commit; returns once it is committed (or failed:

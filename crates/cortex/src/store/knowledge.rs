@@ -354,11 +354,13 @@ pub trait KnowledgeStore {
         source_id: Uuid,
         vec_ids: &[u64],
     ) -> StoreResult<Vec<Chunk>>;
-    /// The `words` found in at most `COMMON_WORD_ROWS` chunks of any source, in order: a word
-    /// found in more is this corpus's stop word, whose ranking would cost time in proportion
-    /// to the corpus and tell little. Counting stops at the bound.
-    async fn rare_words(&self, words: &[String]) -> StoreResult<Vec<String>>;
-    /// The chunks of a source matching any of `words` (see [`KnowledgeStore::rare_words`]) or
+    /// How many chunks of any source hold each of `terms` (words or phrases, in the full-text
+    /// index's terms), counted up to [`COMMON_WORD_ROWS`] + 1: a word found in more than
+    /// `COMMON_WORD_ROWS` is this corpus's stop word, whose ranking would cost time in
+    /// proportion to the corpus and tell little; a term found in none cannot match. Counts
+    /// are remembered (`word_counts`).
+    async fn term_counts(&self, terms: &[String]) -> StoreResult<Vec<i64>>;
+    /// The chunks of a source matching any of `words` (see [`KnowledgeStore::term_counts`]) or
     /// `phrases` in the full-text index (FTS5 on SQLite, `tsvector` + GIN on PostgreSQL), best
     /// first, with the index's relevance (BM25 on SQLite, `ts_rank_cd` on PostgreSQL; higher is
     /// better), at most `limit`.
@@ -430,7 +432,7 @@ macro_rules! pg_search {
 }
 
 /// Above this many matching chunks a query word is not given to the full-text ranking.
-const COMMON_WORD_ROWS: i64 = 1000;
+pub const COMMON_WORD_ROWS: i64 = 1000;
 
 /// A term as the full-text query languages get it: letters, digits, `-`, `_` and spaces only
 /// (it is then quoted, so nothing in it is an operator).
@@ -513,12 +515,13 @@ impl direct::DirectRow for ScoredChunkRow {
     }
 }
 
-/// One word of [`KnowledgeStore::rare_words`].
+/// One term of [`KnowledgeStore::term_counts`] and its count.
 #[derive(sqlx::FromRow)]
-struct WordRow {
+struct TermRow {
     w: String,
+    n: i64,
 }
-direct_row!(WordRow { w });
+direct_row!(TermRow { w, n });
 
 #[async_trait]
 impl KnowledgeStore for SqlStore {
@@ -882,6 +885,7 @@ impl KnowledgeStore for SqlStore {
         }
         refresh_source(&mut tx, &company, &source, &at).await?;
         tx.commit().await?;
+        self.word_counts.forget();
         Ok(removed)
     }
 
@@ -922,6 +926,7 @@ impl KnowledgeStore for SqlStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        self.word_counts.forget();
         Ok(removed)
     }
 
@@ -1031,42 +1036,51 @@ impl KnowledgeStore for SqlStore {
         Ok(out)
     }
 
-    async fn rare_words(&self, words: &[String]) -> StoreResult<Vec<String>> {
-        let terms: Vec<String> = words
+    async fn term_counts(&self, terms: &[String]) -> StoreResult<Vec<i64>> {
+        let keys: Vec<String> = terms.iter().map(|t| fts_term(t)).collect();
+        let (mut counts, generation) = self.word_counts.get(&keys);
+        let unknown: Vec<String> = keys
             .iter()
-            .map(|w| fts_term(w))
-            .filter(|t| !t.is_empty())
+            .zip(&counts)
+            .filter(|(k, n)| n.is_none() && !k.is_empty())
+            .map(|(k, _)| k.clone())
             .collect();
-        if terms.is_empty() {
-            return Ok(Vec::new());
+        if !unknown.is_empty() {
+            // One statement for every unknown term, each counted up to the bound.
+            let (sql, list): (&'static str, String) = match self.backend() {
+                Backend::Sqlite => (
+                    concat!(
+                        "SELECT w.value AS w, (SELECT COUNT(*) FROM (SELECT 1 FROM knowledge_chunks_fts",
+                        " WHERE knowledge_chunks_fts MATCH '\"' || w.value || '\"' LIMIT $2)) AS n",
+                        " FROM json_each($1) AS w"
+                    ),
+                    serde_json::to_string(&unknown)
+                        .map_err(|e| StoreError::Corrupt(format!("query words: {e}")))?,
+                ),
+                // A term holds no control character (see fts_term): the unit separator splits.
+                Backend::Postgres => (
+                    concat!(
+                        "SELECT w, (SELECT COUNT(*) FROM (SELECT 1 FROM knowledge_chunks WHERE content_tsv @@",
+                        " websearch_to_tsquery('simple', '\"' || w || '\"') LIMIT $2) c) AS n",
+                        " FROM unnest(string_to_array($1, chr(31))) AS t(w)"
+                    ),
+                    unknown.join("\u{1f}"),
+                ),
+            };
+            // Outside the chat's read session: a count must not come from a snapshot older
+            // than the generation it is remembered under.
+            let read = self
+                .fetch_rows_fresh::<TermRow>(sql, args![list, COMMON_WORD_ROWS + 1])
+                .await?;
+            for (key, n) in keys.iter().zip(counts.iter_mut()) {
+                if n.is_none() {
+                    *n = Some(read.iter().find(|r| &r.w == key).map_or(0, |r| r.n));
+                }
+            }
+            self.word_counts
+                .remember(generation, read.into_iter().map(|r| (r.w, r.n)));
         }
-        // One statement for every word, each counted up to the bound, in the words' order.
-        let (sql, words): (&'static str, String) = match self.backend() {
-            Backend::Sqlite => (
-                concat!(
-                    "SELECT w.value AS w FROM json_each($1) AS w WHERE (SELECT COUNT(*) FROM",
-                    " (SELECT 1 FROM knowledge_chunks_fts WHERE knowledge_chunks_fts MATCH",
-                    " '\"' || w.value || '\"' LIMIT $2)) <= $3 ORDER BY w.key"
-                ),
-                serde_json::to_string(&terms)
-                    .map_err(|e| StoreError::Corrupt(format!("query words: {e}")))?,
-            ),
-            // A term holds no control character (see fts_term): the unit separator splits.
-            Backend::Postgres => (
-                concat!(
-                    "SELECT w FROM unnest(string_to_array($1, chr(31))) WITH ORDINALITY AS t(w, i)",
-                    " WHERE (SELECT COUNT(*) FROM (SELECT 1 FROM knowledge_chunks WHERE content_tsv @@",
-                    " websearch_to_tsquery('simple', '\"' || w || '\"') LIMIT $2) c) <= $3 ORDER BY i"
-                ),
-                terms.join("\u{1f}"),
-            ),
-        };
-        Ok(self
-            .fetch_rows::<WordRow>(sql, args![words, COMMON_WORD_ROWS + 1, COMMON_WORD_ROWS])
-            .await?
-            .into_iter()
-            .map(|r| r.w)
-            .collect())
+        Ok(counts.into_iter().map(|n| n.unwrap_or(0)).collect())
     }
 
     async fn chunks_matching(

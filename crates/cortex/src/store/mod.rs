@@ -14,11 +14,13 @@ mod companies;
 mod connections;
 mod conversations;
 pub(crate) mod direct;
+pub(crate) use direct::read_session;
 mod knowledge;
 mod memory;
 mod public_keys;
 mod runs;
 mod users;
+pub(crate) mod word_counts;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -35,7 +37,9 @@ pub use cache::{CacheEntry, CacheStore, NewCacheEntry, Removed};
 pub use companies::{Company, CompanyStore};
 pub use connections::{Connection, ConnectionStore};
 pub use conversations::{CallCost, ConversationStore, StoredMessage, Turn};
-pub use knowledge::{EmbeddingInfo, KnowledgeStore, decode_vector, encode_vector};
+pub use knowledge::{
+    COMMON_WORD_ROWS, EmbeddingInfo, KnowledgeStore, decode_vector, encode_vector,
+};
 pub use memory::{Fact, MemoryStore, NewFact};
 pub use public_keys::{PublicKey, PublicKeyStore};
 pub use runs::{
@@ -101,6 +105,8 @@ pub struct SqlStore {
     write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// SQLite files: the hot path's statements without sqlx's thread hand-off.
     direct: Option<std::sync::Arc<direct::Direct>>,
+    /// How many chunks hold a search term, remembered (see [`word_counts`]).
+    word_counts: std::sync::Arc<word_counts::WordCounts>,
 }
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -153,6 +159,7 @@ impl SqlStore {
             backend,
             write_lock,
             direct,
+            word_counts: Default::default(),
         })
     }
 
@@ -235,6 +242,22 @@ impl SqlStore {
             query = a.bind_to(query);
         }
         Ok(query.fetch_all(&self.pool).await?)
+    }
+
+    /// [`SqlStore::fetch_rows`] outside the task's read session (see [`read_session`]): on a
+    /// snapshot taken now.
+    pub(crate) async fn fetch_rows_fresh<R>(
+        &self,
+        sql: &'static str,
+        args: Vec<direct::Arg>,
+    ) -> StoreResult<Vec<R>>
+    where
+        R: direct::DirectRow + for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+    {
+        if let Some(d) = self.direct() {
+            return d.read_fresh(|c| direct::rows(c, sql, &args));
+        }
+        self.fetch_rows(sql, args).await
     }
 
     /// Held across a write transaction on SQLite (a no-op guard on PostgreSQL).

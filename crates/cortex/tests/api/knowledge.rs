@@ -22,6 +22,7 @@ on_every_backend!(
     url_ingestion_goes_through_the_network_guard,
     reembed_switches_the_model,
     exact_codes_are_found_by_keyword_scoring,
+    a_term_in_no_chunk_is_searched_once_a_document_brings_it,
     keyword_search_uses_the_full_text_index_among_50000_chunks,
     agent_documents_are_embedded_and_linked,
     chat_stage_03_retrieves_ingested_chunks,
@@ -913,6 +914,79 @@ async fn exact_codes_are_found_by_keyword_scoring(b: Backend) {
         assert!(hits[0].content.contains("ORD-7731"));
         assert_eq!(fresh.index_len(company, id), Some(count));
     }
+}
+
+/// Term counts are remembered (a code in no chunk is not searched): a document that brings
+/// the code makes it searchable at once, and deleting it takes it away.
+async fn a_term_in_no_chunk_is_searched_once_a_document_brings_it(b: Backend) {
+    let k = kb(b).await;
+    let source = k.source("orders").await;
+    // More chunks than the vector side returns, so only the keyword side can find the code.
+    let mut doc = String::from("# Orders\n\n");
+    for i in 0..60 {
+        doc.push_str(&format!(
+            "## Shipment {i}\n\nThe parcel for customer number {} left the warehouse and is on its way with the usual carrier.\n\n",
+            1000 + i
+        ));
+    }
+    assert_completed(
+        &k.upload(&source, "orders.md", doc.as_bytes(), None).await,
+        &source,
+    );
+    let before = k
+        .search(&[&source], "where is ORD-9911 zanzibarite", 3)
+        .await;
+    assert!(
+        before.iter().all(|h| h["keyword_score"] != 1.0),
+        "no chunk holds the code yet: {before:?}"
+    );
+    // The search remembered that no chunk holds either term.
+    let store = &k.app.state.store;
+    let terms = ["ORD-9911".to_owned(), "zanzibarite".to_owned()];
+    assert_eq!(store.term_counts(&terms).await.unwrap(), vec![0, 0]);
+    let r = k
+        .upload(
+            &source,
+            "customs.md",
+            b"# Customs\n\nOrder ORD-9911 is held at customs with a zanzibarite sample.\n",
+            None,
+        )
+        .await;
+    assert_completed(&r, &source);
+    let document = r.body["document_id"].as_str().unwrap().to_owned();
+    // Counted again at once, not after the remembered counts expire.
+    assert_eq!(store.term_counts(&terms).await.unwrap(), vec![1, 1]);
+    let hits = k
+        .search(&[&source], "where is ORD-9911 zanzibarite", 3)
+        .await;
+    let top = hits[0]["content"].as_str().unwrap();
+    assert!(top.contains("ORD-9911"), "{hits:?}");
+    assert_eq!(hits[0]["keyword_score"], 1.0);
+    // A word no chunk held before is ranked by the full-text index now.
+    let hits = k.search(&[&source], "zanzibarite", 3).await;
+    assert!(
+        hits[0]["content"].as_str().unwrap().contains("zanzibarite"),
+        "{hits:?}"
+    );
+    assert!(hits[0]["keyword_score"].as_f64().unwrap() > 0.9, "{hits:?}");
+    let r = k
+        .app
+        .delete(
+            &format!("/v1/knowledge/sources/{source}/documents/{document}"),
+            &k.s,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["deleted"], true);
+    assert_eq!(store.term_counts(&terms).await.unwrap(), vec![0, 0]);
+    let after = k
+        .search(&[&source], "where is ORD-9911 zanzibarite", 3)
+        .await;
+    assert!(
+        after
+            .iter()
+            .all(|h| !h["content"].as_str().unwrap().contains("ORD-9911"))
+    );
 }
 
 async fn keyword_search_uses_the_full_text_index_among_50000_chunks(b: Backend) {
