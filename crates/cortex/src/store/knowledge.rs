@@ -1069,9 +1069,11 @@ impl KnowledgeStore for SqlStore {
             };
             // Outside the chat's read session: a count must not come from a snapshot older
             // than the generation it is remembered under.
-            let read = self
-                .fetch_rows_fresh::<TermRow>(sql, args![list, COMMON_WORD_ROWS + 1])
-                .await?;
+            let args = args![list, COMMON_WORD_ROWS + 1];
+            let read: Vec<TermRow> = match self.direct() {
+                Some(d) => d.read_fresh(|c| direct::rows(c, sql, &args))?,
+                None => self.fetch_rows(sql, args).await?,
+            };
             for (key, n) in keys.iter().zip(counts.iter_mut()) {
                 if n.is_none() {
                     *n = Some(read.iter().find(|r| &r.w == key).map_or(0, |r| r.n));

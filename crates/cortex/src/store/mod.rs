@@ -244,22 +244,6 @@ impl SqlStore {
         Ok(query.fetch_all(&self.pool).await?)
     }
 
-    /// [`SqlStore::fetch_rows`] outside the task's read session (see [`read_session`]): on a
-    /// snapshot taken now.
-    pub(crate) async fn fetch_rows_fresh<R>(
-        &self,
-        sql: &'static str,
-        args: Vec<direct::Arg>,
-    ) -> StoreResult<Vec<R>>
-    where
-        R: direct::DirectRow + for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
-    {
-        if let Some(d) = self.direct() {
-            return d.read_fresh(|c| direct::rows(c, sql, &args));
-        }
-        self.fetch_rows(sql, args).await
-    }
-
     /// Held across a write transaction on SQLite (a no-op guard on PostgreSQL).
     pub(crate) async fn writer(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
         match self.backend {

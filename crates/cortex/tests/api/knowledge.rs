@@ -856,9 +856,8 @@ async fn reembed_switches_the_model(b: Backend) {
     );
 }
 
-async fn exact_codes_are_found_by_keyword_scoring(b: Backend) {
-    let k = kb(b).await;
-    let source = k.source("orders").await;
+/// Sixty near-identical sections, one chunk each.
+fn shipments() -> String {
     let mut doc = String::from("# Orders\n\n");
     for i in 0..60 {
         doc.push_str(&format!(
@@ -866,6 +865,13 @@ async fn exact_codes_are_found_by_keyword_scoring(b: Backend) {
             1000 + i
         ));
     }
+    doc
+}
+
+async fn exact_codes_are_found_by_keyword_scoring(b: Backend) {
+    let k = kb(b).await;
+    let source = k.source("orders").await;
+    let mut doc = shipments();
     doc.push_str("## Delayed\n\nOrder ORD-7731 is held at customs until the invoice arrives.\n");
     assert_completed(
         &k.upload(&source, "orders.md", doc.as_bytes(), None).await,
@@ -921,16 +927,10 @@ async fn exact_codes_are_found_by_keyword_scoring(b: Backend) {
 async fn a_term_in_no_chunk_is_searched_once_a_document_brings_it(b: Backend) {
     let k = kb(b).await;
     let source = k.source("orders").await;
-    // More chunks than the vector side returns, so only the keyword side can find the code.
-    let mut doc = String::from("# Orders\n\n");
-    for i in 0..60 {
-        doc.push_str(&format!(
-            "## Shipment {i}\n\nThe parcel for customer number {} left the warehouse and is on its way with the usual carrier.\n\n",
-            1000 + i
-        ));
-    }
+    // More chunks than the vector side returns.
     assert_completed(
-        &k.upload(&source, "orders.md", doc.as_bytes(), None).await,
+        &k.upload(&source, "orders.md", shipments().as_bytes(), None)
+            .await,
         &source,
     );
     let before = k
