@@ -7,6 +7,7 @@
 //!     [--sizes 10000,100000,1000000] [--queries 200] [--large-queries 200] \
 //!     [--pg-url postgres://postgres@127.0.0.1:5433/test | --no-pg] [--pg-max 1000000] \
 //!     [--pg-index-timeout 900] [--m 16] [--ef-construction 128] [--ef-search 64,128,256] \
+//!     [--precision f32|bf16|i8] \
 //!     [--data lowrank|uniform|clustered] [--out crates/cortex-embed/BENCH_RESULTS.md | --no-out] \
 //!     [--append]
 //! ```
@@ -19,7 +20,7 @@ use std::error::Error;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use cortex_embed::{IndexOptions, VectorIndex, l2_normalize};
+use cortex_embed::{GraphPrecision, IndexOptions, VectorIndex, l2_normalize};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sqlx::postgres::PgPoolOptions;
@@ -95,6 +96,8 @@ struct Args {
     m: usize,
     ef_construction: usize,
     ef_search: Vec<usize>,
+    /// The embedded graph's precision.
+    precision: GraphPrecision,
     data: Data,
     append: bool,
     out: Option<String>,
@@ -117,6 +120,7 @@ fn parse_args() -> Res<Args> {
         m: 16,
         ef_construction: 128,
         ef_search: vec![64, 128, 256],
+        precision: GraphPrecision::F32,
         data: Data::LowRank,
         append: false,
         pg_only: false,
@@ -145,6 +149,14 @@ fn parse_args() -> Res<Args> {
                     .split(',')
                     .map(|s| s.trim().parse::<usize>())
                     .collect::<Result<_, _>>()?;
+            }
+            "--precision" => {
+                args.precision = match value()?.as_str() {
+                    "f32" => GraphPrecision::F32,
+                    "bf16" => GraphPrecision::BF16,
+                    "i8" => GraphPrecision::I8,
+                    other => return Err(format!("--precision f32|bf16|i8, not {other}").into()),
+                }
             }
             "--data" => {
                 args.data = match value()?.as_str() {
@@ -342,6 +354,7 @@ fn bench_embedded(args: &Args, data: &[f32], n: usize, queries: &[f32]) -> Res<E
     let options = IndexOptions {
         connectivity: args.m,
         expansion_add: args.ef_construction,
+        precision: args.precision,
         ..IndexOptions::default()
     };
     let started = Instant::now();

@@ -35,7 +35,7 @@ mod vector;
 pub use collections::{Collection, CollectionInfo, Collections};
 pub use error::{EmbedError, IndexError, UnknownEmbedder};
 pub use hash::{DEFAULT_HASH_DIMENSION, HashEmbedder};
-pub use index::{IndexOptions, VectorIndex};
+pub use index::{GraphPrecision, IndexOptions, VectorIndex};
 pub use local::{LocalEmbedder, LocalOptions};
 pub use memo::{DEFAULT_MEMO_QUERIES, Memoized};
 pub use registry::{

@@ -248,7 +248,9 @@ pub struct CacheConfig {
     /// Drop an agent's cached answers when one of its knowledge sources changes (ingested,
     /// re-embedded or deleted), so answers never outlive the knowledge they came from.
     pub invalidate_on_knowledge_change: bool,
-    /// Entries kept per agent; above it the least recently used are evicted (by the sweep).
+    /// Entries kept per agent; above it the least recently used are evicted: by the node
+    /// that stores them, each time it has stored a tenth of the bound for the agent, and by the
+    /// sweep.
     pub max_entries_per_agent: usize,
     /// How often each node sweeps expired entries, entries of a replaced embedding model, and
     /// agents over the bound (in the background, never on the chat path).

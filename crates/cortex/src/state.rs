@@ -94,10 +94,10 @@ impl AppState {
             std::time::Duration::from_secs(config.auth.api_key_cache_seconds),
         );
         let jwks = config.auth.jwks().map(crate::auth::jwks::Jwks::new);
-        let cache = Arc::new(crate::pipeline::cache::AnswerCache::new(
-            &knowledge.registry,
-            store.backend(),
-        ));
+        let cache = Arc::new(
+            crate::pipeline::cache::AnswerCache::new(&knowledge.registry, store.backend())
+                .with_max_entries(config.cache.max_entries_per_agent),
+        );
         Self(Arc::new(Inner {
             cache,
             config,

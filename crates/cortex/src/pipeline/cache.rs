@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
-use cortex_embed::{Embedder, EmbedderRegistry, IndexOptions, VectorIndex};
+use cortex_embed::{Embedder, EmbedderRegistry, GraphPrecision, IndexOptions, VectorIndex};
 use uuid::Uuid;
 
 use super::{terms, text};
@@ -86,6 +86,10 @@ pub struct AnswerCache {
     embedder: Arc<dyn Embedder>,
     /// SQLite: the agents' in-memory indexes. `None` on PostgreSQL (pgvector).
     indexes: Option<Mutex<AgentIndexes>>,
+    /// Entries kept per agent ([`AnswerCache::with_max_entries`]; unbounded by default).
+    max_entries: usize,
+    /// Entries this node stored per agent since it last checked the agent against the bound.
+    unchecked: Mutex<HashMap<(Uuid, Uuid), usize>>,
 }
 
 /// The in-memory indexes by (company, agent).
@@ -122,7 +126,20 @@ impl AnswerCache {
         Self {
             embedder: registry.default_embedder(),
             indexes: (backend == Backend::Sqlite).then(|| Mutex::new(HashMap::new())),
+            max_entries: usize::MAX,
+            unchecked: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Keeps at most about `max` entries per agent: besides the periodic sweep, every
+    /// `max / 10` entries this node stores for an agent, the agent is counted and its least
+    /// recently used entries over the bound are evicted. An agent filled at a thousand answers
+    /// a second would otherwise outgrow the bound sixfold between two sweeps of a minute, and
+    /// its graph (and every store into it) with it.
+    #[must_use]
+    pub fn with_max_entries(mut self, max: usize) -> Self {
+        self.max_entries = max.max(1);
+        self
     }
 
     /// The model id every entry's vector is compared under.
@@ -328,7 +345,49 @@ impl AnswerCache {
                 )
                 .map_err(|e| CacheError::Index(e.to_string()))?;
         }
+        self.bound(store, company_id, agent_id, entries.len())
+            .await?;
         Ok(stored)
+    }
+
+    /// After `added` entries were stored for the agent: every `max_entries / 10` of them, its
+    /// least recently used entries over the bound are evicted (see
+    /// [`AnswerCache::with_max_entries`]).
+    async fn bound(
+        &self,
+        store: &SqlStore,
+        company_id: Uuid,
+        agent_id: Uuid,
+        added: usize,
+    ) -> Result<(), CacheError> {
+        if self.max_entries == usize::MAX {
+            return Ok(());
+        }
+        let every = (self.max_entries / 10).max(1);
+        let due = {
+            let mut unchecked = self
+                .unchecked
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let n = unchecked.entry((company_id, agent_id)).or_default();
+            *n += added;
+            // Reset by the one store that crosses the step: one check at a time per agent.
+            let due = *n >= every;
+            if due {
+                *n = 0;
+            }
+            due
+        };
+        if !due {
+            return Ok(());
+        }
+        let count = store.cache_agent_count(company_id, agent_id).await?;
+        let max = self.max_entries as i64;
+        if count > max {
+            let removed = store.cache_evict(company_id, agent_id, count - max).await?;
+            self.forget(&removed).await;
+        }
+        Ok(())
     }
 
     /// Deletes the company's entries (of one agent, or all) and forgets their indexes.
@@ -630,6 +689,10 @@ fn index_options() -> IndexOptions {
         build_threads: 1,
         // Rebuilt in the background by the sweep, never under the agent's lock.
         auto_compact: false,
+        // The graph walks 8-bit copies (a quarter of the bytes per distance, integer dot
+        // products) and the candidates are scored again in f32: a store's insertion and a
+        // lookup's search cost about half of the f32 graph's (BENCHMARKS.md, "Answer cache").
+        precision: GraphPrecision::I8,
         ..IndexOptions::default()
     }
 }

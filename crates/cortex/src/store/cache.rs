@@ -199,6 +199,8 @@ pub trait CacheStore {
     /// Node-level sweep: the agents (of any company) holding more than `max` entries, with
     /// their count.
     async fn cache_over_bound(&self, max: i64) -> StoreResult<Vec<(Uuid, Uuid, i64)>>;
+    /// How many entries the agent holds (expired ones included: they hold memory until swept).
+    async fn cache_agent_count(&self, company_id: Uuid, agent_id: Uuid) -> StoreResult<i64>;
     /// Deletes an agent's `n` least recently used entries; returns them.
     async fn cache_evict(
         &self,
@@ -476,6 +478,17 @@ impl CacheStore for SqlStore {
         rows.into_iter()
             .map(|(c, a, n)| Ok((parse_id(&c)?, parse_id(&a)?, n)))
             .collect()
+    }
+
+    async fn cache_agent_count(&self, company_id: Uuid, agent_id: Uuid) -> StoreResult<i64> {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM cache_entries WHERE company_id = $1 AND agent_id = $2",
+        )
+        .bind(company_id.to_string())
+        .bind(agent_id.to_string())
+        .fetch_one(self.pool())
+        .await?;
+        Ok(n)
     }
 
     async fn cache_evict(

@@ -329,8 +329,8 @@ async fn the_bound_evicts_the_least_recently_used(b: Backend) {
         ("Do you offer gift cards?", "Yes."),
         ("Can I pay with cash?", "Yes, in store."),
     ];
-    c.warm(&c.agent, &pairs).await;
-    assert_eq!(c.live_entries().await, 5);
+    c.warm(&c.agent, &pairs[..3]).await;
+    assert_eq!(c.live_entries().await, 3);
     // Use the oldest entry: it becomes the most recently used.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert!(c.cached("What are your business hours?").await);
@@ -349,14 +349,23 @@ async fn the_bound_evicts_the_least_recently_used(b: Backend) {
     })
     .await;
     pool.close().await;
+    // Two more: the store itself brings the agent back to its bound, without waiting for a
+    // sweep, by evicting the two entries used least recently (never asked, older).
+    c.warm(&c.agent, &pairs[3..]).await;
+    assert_eq!(c.live_entries().await, 3);
+    assert!(c.cached("What are your business hours?").await);
+    assert!(c.cached("Do you offer gift cards?").await);
+    // The periodic sweep enforces a bound too (here a tighter one than the node's).
     c.app
         .state
         .cache
-        .sweep(&c.app.state.store, 3)
+        .sweep(&c.app.state.store, 2)
         .await
         .unwrap();
-    assert_eq!(c.live_entries().await, 3);
-    assert!(c.cached("What are your business hours?").await);
+    assert_eq!(c.live_entries().await, 2);
+    // Last, as a miss stores the model's answer.
+    assert!(!c.cached("Where is your head office?").await);
+    assert!(!c.cached("How do I reset my password?").await);
 }
 
 async fn entries_of_another_model_are_never_compared(b: Backend) {
