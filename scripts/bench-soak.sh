@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 MINUTES="${1:-10}"; CONC="${2:-64}"; CACHE="${3:-false}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cortex-target}"
 [ -n "${CORTEX_BENCH_NO_BUILD:-}" ] || cargo build --release -q -p cortex -p cortex-fakellm --bins --examples
-BIN="$CARGO_TARGET_DIR/release"
+BIN="${CORTEX_BENCH_BIN:-$CARGO_TARGET_DIR/release}"   # another build: CORTEX_BENCH_BIN=dir
 dir=$(mktemp -d)
 cleanup() { kill "${rss_pid:-}" "${fake_pid:-}" "${srv_pid:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"; }
 trap cleanup EXIT
