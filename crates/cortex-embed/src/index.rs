@@ -451,32 +451,29 @@ impl VectorIndex {
         let Some(h) = &self.hnsw else {
             return Ok(self.exact_prepared(&q, k, &filter));
         };
-        if self.options.precision == GraphPrecision::F32 {
-            // usearch raises ef_search to k by itself when k is larger.
-            let matches = h.index.filtered_search(&q, k, filter).map_err(backend)?;
-            let mut out: Vec<(u64, f32)> = matches
-                .keys
-                .iter()
-                .zip(&matches.distances)
-                .filter(|(key, _)| self.positions.contains_key(key))
-                .map(|(key, d)| (*key, 1.0 - d))
-                .collect();
-            out.sort_by(|a, b| b.1.total_cmp(&a.1));
-            return Ok(out);
-        }
-        // A narrower graph: twice the candidates (the order of close ones may differ in the
-        // narrow copy), each scored again exactly.
+        // A narrower graph is asked for twice the candidates (the order of close ones may
+        // differ in the narrow copy), each scored again exactly; an f32 graph's distances are
+        // the similarities. usearch raises ef_search to the count by itself when it is larger.
+        let narrow = self.options.precision != GraphPrecision::F32;
+        let wanted = if narrow { k.saturating_mul(2) } else { k };
         let matches = h
             .index
-            .filtered_search(&q, k.saturating_mul(2), filter)
+            .filtered_search(&q, wanted, filter)
             .map_err(backend)?;
         let mut out: Vec<(u64, f32)> = matches
             .keys
             .iter()
-            .filter_map(|key| {
-                self.positions
-                    .get(key)
-                    .map(|&row| (*key, dot(&q, self.row(row))))
+            .zip(&matches.distances)
+            .filter_map(|(key, d)| {
+                let row = *self.positions.get(key)?;
+                Some((
+                    *key,
+                    if narrow {
+                        dot(&q, self.row(row))
+                    } else {
+                        1.0 - d
+                    },
+                ))
             })
             .collect();
         out.sort_by(|a, b| b.1.total_cmp(&a.1));
