@@ -431,6 +431,27 @@ macro_rules! pg_search {
     };
 }
 
+/// pgvector's default and largest `hnsw.ef_search`.
+const DEFAULT_EF_SEARCH: i64 = 40;
+const MAX_EF_SEARCH: i64 = 1000;
+
+/// The `hnsw.ef_search` with which an HNSW scan of a table of `table_rows` rows, filtered to a
+/// source of `source_rows`, still finds `k` of the source's; `None` when that needs more than
+/// pgvector's largest setting (the source is then searched exactly).
+///
+/// pgvector 0.6 filters after the graph search: of the `ef_search` rows nearest in the whole
+/// table only the source's pass: with the default, ten queries of a source holding 9 % of the
+/// table got 188 of the 400 rows they asked for. The scan is widened to the rows that hold `k`
+/// of the source's at its share of the table (there: 220, which found all 400; twice that cost
+/// 1.6× the time for nothing more); a share too small for pgvector's largest setting is
+/// searched exactly, through the source's index (a cost that grows with the source, not the
+/// table). pgvector 0.8's iterative index scans would make this unnecessary.
+fn hnsw_ef_search(k: i64, source_rows: i64, table_rows: f64) -> Option<i64> {
+    let source_rows = source_rows.max(1) as f64;
+    let ef = (k as f64 * table_rows.max(source_rows) / source_rows).ceil() as i64;
+    (ef <= MAX_EF_SEARCH).then_some(ef.max(DEFAULT_EF_SEARCH))
+}
+
 /// Above this many matching chunks a query word is not given to the full-text ranking.
 pub const COMMON_WORD_ROWS: i64 = 1000;
 
@@ -644,6 +665,8 @@ impl KnowledgeStore for SqlStore {
             return Err(StoreError::NotFound);
         }
         tx.commit().await?;
+        // Its chunks are gone: a term only they held is in none now.
+        self.word_counts.forget();
         Ok(())
     }
 
@@ -1058,18 +1081,34 @@ impl KnowledgeStore for SqlStore {
                         .map_err(|e| StoreError::Corrupt(format!("query words: {e}")))?,
                 ),
                 // A term holds no control character (see fts_term): the unit separator splits.
+                //
+                // A GIN scan reads a word's whole posting list before `LIMIT` applies (40 ms for
+                // a word in 1M chunks), so a word that the column's statistics already show in
+                // well over the bound's rows (`most_common_elems`, sampled by ANALYZE) is taken
+                // as common without a scan; any other word (none in a table never analysed) is
+                // counted.
                 Backend::Postgres => (
                     concat!(
-                        "SELECT w, (SELECT COUNT(*) FROM (SELECT 1 FROM knowledge_chunks WHERE content_tsv @@",
-                        " websearch_to_tsquery('simple', '\"' || w || '\"') LIMIT $2) c) AS n",
-                        " FROM unnest(string_to_array($1, chr(31))) AS t(w)"
+                        "SELECT t.w, CASE WHEN COALESCE(s.f[array_position(s.e, lower(t.w))] * s.n, 0) > $3",
+                        " THEN $2 ELSE (SELECT COUNT(*) FROM (SELECT 1 FROM knowledge_chunks WHERE content_tsv @@",
+                        " websearch_to_tsquery('simple', '\"' || t.w || '\"') LIMIT $2) c) END AS n",
+                        " FROM unnest(string_to_array($1, chr(31))) AS t(w)",
+                        " LEFT JOIN (SELECT most_common_elems::text::text[] AS e, most_common_elem_freqs AS f,",
+                        " (SELECT reltuples FROM pg_class WHERE oid = 'knowledge_chunks'::regclass) AS n",
+                        " FROM pg_stats WHERE schemaname = current_schema() AND tablename = 'knowledge_chunks'",
+                        " AND attname = 'content_tsv') s ON true"
                     ),
                     unknown.join("\u{1f}"),
                 ),
             };
             // Outside the chat's read session: a count must not come from a snapshot older
             // than the generation it is remembered under.
-            let args = args![list, COMMON_WORD_ROWS + 1];
+            let mut args = args![list, COMMON_WORD_ROWS + 1];
+            if self.backend() == Backend::Postgres {
+                // Estimated rows above which a word is common without counting: four times
+                // the bound, so a sampling error does not turn a rarer word common.
+                args.push(direct::Arg::from(COMMON_WORD_ROWS * 4));
+            }
             let read: Vec<TermRow> = match self.direct() {
                 Some(d) => d.read_fresh(|c| direct::rows(c, sql, &args))?,
                 None => self.fetch_rows(sql, args).await?,
@@ -1152,26 +1191,49 @@ impl KnowledgeStore for SqlStore {
         let Some(model_id) = source.model_id.as_deref() else {
             return Ok(Vec::new());
         };
-        let sql: &'static str = if source.chunk_count <= EXACT_SEARCH_MAX_CHUNKS {
-            pg_search!(exact)
-        } else {
-            match query.len() {
-                384 => pg_search!("384"),
-                768 => pg_search!("768"),
-                1024 => pg_search!("1024"),
-                1536 => pg_search!("1536"),
-                _ => pg_search!(exact),
-            }
+        let graph: Option<&'static str> = match query.len() {
+            _ if source.chunk_count <= EXACT_SEARCH_MAX_CHUNKS => None,
+            384 => Some(pg_search!("384")),
+            768 => Some(pg_search!("768")),
+            1024 => Some(pg_search!("1024")),
+            1536 => Some(pg_search!("1536")),
+            _ => None,
         };
-        sqlx::query_as::<_, ScoredChunkRow>(sql)
+        let (sql, ef) = match graph {
+            Some(sql) => {
+                // The planner's estimate of the table's rows (-1 before its first ANALYZE).
+                let rows: f32 = sqlx::query_scalar(
+                    "SELECT reltuples FROM pg_class WHERE oid = 'knowledge_chunks'::regclass",
+                )
+                .fetch_one(self.pool())
+                .await?;
+                match hnsw_ef_search(k, source.chunk_count, f64::from(rows)) {
+                    Some(ef) => (sql, ef),
+                    None => (pg_search!(exact), DEFAULT_EF_SEARCH),
+                }
+            }
+            None => (pg_search!(exact), DEFAULT_EF_SEARCH),
+        };
+        let search = sqlx::query_as::<_, ScoredChunkRow>(sql)
             .bind(company_id.to_string())
             .bind(source.id.to_string())
             .bind(pgvector_text(query))
             .bind(model_id)
-            .bind(k)
-            .fetch_all(self.pool())
-            .await?
-            .into_iter()
+            .bind(k);
+        let rows = if ef == DEFAULT_EF_SEARCH {
+            search.fetch_all(self.pool()).await?
+        } else {
+            // Widened for this transaction only.
+            let mut tx = self.pool().begin().await?;
+            sqlx::query("SELECT set_config('hnsw.ef_search', $1, true)")
+                .bind(ef.to_string())
+                .execute(&mut *tx)
+                .await?;
+            let rows = search.fetch_all(&mut *tx).await?;
+            tx.commit().await?;
+            rows
+        };
+        rows.into_iter()
             .map(|r| Ok((Chunk::try_from(r.chunk)?, r.score as f32)))
             .collect()
     }
@@ -1180,6 +1242,19 @@ impl KnowledgeStore for SqlStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_small_share_of_the_table_widens_the_graph_scan_or_is_searched_exactly() {
+        // A source that is the whole table: pgvector's default.
+        assert_eq!(hnsw_ef_search(20, 1_000_000, 1_000_000.0), Some(40));
+        // The table never analysed (reltuples -1): taken as the source alone.
+        assert_eq!(hnsw_ef_search(20, 6_000, -1.0), Some(40));
+        // 30,000 of 330,000 rows: 20 × 11.
+        assert_eq!(hnsw_ef_search(20, 30_000, 330_000.0), Some(220));
+        assert_eq!(hnsw_ef_search(20, 30_000, 1_000_000.0), Some(667));
+        // 10,000 of 1,000,000: more than pgvector's largest ef_search.
+        assert_eq!(hnsw_ef_search(20, 10_000, 1_000_000.0), None);
+    }
 
     #[test]
     fn vectors_round_trip_through_bytes_and_text() {
