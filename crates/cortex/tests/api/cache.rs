@@ -510,6 +510,9 @@ async fn labelled_set_quality(app: &TestApp, thresholds: &[f32]) -> Vec<Quality>
         );
     }
     let company: Uuid = company.parse().unwrap();
+    if let Ok(path) = std::env::var("CACHE_DUMP") {
+        dump_labelled_set(app, &set, &path).await;
+    }
     let mut out = vec![Quality::default(); thresholds.len()];
     for p in set["probes"].as_array().unwrap() {
         let text = p["text"].as_str().unwrap();
@@ -611,6 +614,41 @@ async fn labelled_set_quality(app: &TestApp, thresholds: &[f32]) -> Vec<Quality>
         }
     }
     out
+}
+
+/// `CACHE_DUMP=file`: every entry's and probe's embedding and, for each probe, the entries
+/// whose terms agree with it, as JSON (to study thresholds and decision rules offline).
+async fn dump_labelled_set(app: &TestApp, set: &Value, path: &str) {
+    let cache = &app.state.cache;
+    let mut entries = Vec::new();
+    for e in set["entries"].as_array().unwrap() {
+        let q = e["question"].as_str().unwrap();
+        entries.push(json!({"id": e["id"], "domain": e["domain"], "question": q,
+                            "answer": e["answer"], "vec": cache.embed(q).await.unwrap()}));
+    }
+    let mut probes = Vec::new();
+    for p in set["probes"].as_array().unwrap() {
+        let text = p["text"].as_str().unwrap();
+        let asked = cortex::pipeline::terms::terms(text);
+        let agree: Vec<&Value> = set["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| {
+                cortex::pipeline::terms::terms(e["question"].as_str().unwrap()).agree(&asked)
+            })
+            .map(|e| &e["id"])
+            .collect();
+        let mut p = p.clone();
+        p["vec"] = json!(cache.embed(text).await.unwrap());
+        p["agree"] = json!(agree);
+        probes.push(p);
+    }
+    std::fs::write(
+        path,
+        json!({"entries": entries, "probes": probes}).to_string(),
+    )
+    .unwrap();
 }
 
 fn print_quality(name: &str, thresholds: &[f32], figures: &[Quality]) {
