@@ -1070,15 +1070,19 @@ impl KnowledgeStore for SqlStore {
             .collect();
         if !unknown.is_empty() {
             // One statement for every unknown term, each counted up to the bound.
-            let (sql, list): (&'static str, String) = match self.backend() {
+            let bound = COMMON_WORD_ROWS + 1;
+            let (sql, args): (&'static str, Vec<direct::Arg>) = match self.backend() {
                 Backend::Sqlite => (
                     concat!(
                         "SELECT w.value AS w, (SELECT COUNT(*) FROM (SELECT 1 FROM knowledge_chunks_fts",
                         " WHERE knowledge_chunks_fts MATCH '\"' || w.value || '\"' LIMIT $2)) AS n",
                         " FROM json_each($1) AS w"
                     ),
-                    serde_json::to_string(&unknown)
-                        .map_err(|e| StoreError::Corrupt(format!("query words: {e}")))?,
+                    args![
+                        serde_json::to_string(&unknown)
+                            .map_err(|e| StoreError::Corrupt(format!("query words: {e}")))?,
+                        bound
+                    ],
                 ),
                 // A term holds no control character (see fts_term): the unit separator splits.
                 //
@@ -1098,17 +1102,13 @@ impl KnowledgeStore for SqlStore {
                         " FROM pg_stats WHERE schemaname = current_schema() AND tablename = 'knowledge_chunks'",
                         " AND attname = 'content_tsv') s ON true"
                     ),
-                    unknown.join("\u{1f}"),
+                    // $3, the estimated rows above which a word is common without counting:
+                    // four times the bound, so a sampling error does not turn a rarer word common.
+                    args![unknown.join("\u{1f}"), bound, COMMON_WORD_ROWS * 4],
                 ),
             };
             // Outside the chat's read session: a count must not come from a snapshot older
             // than the generation it is remembered under.
-            let mut args = args![list, COMMON_WORD_ROWS + 1];
-            if self.backend() == Backend::Postgres {
-                // Estimated rows above which a word is common without counting: four times
-                // the bound, so a sampling error does not turn a rarer word common.
-                args.push(direct::Arg::from(COMMON_WORD_ROWS * 4));
-            }
             let read: Vec<TermRow> = match self.direct() {
                 Some(d) => d.read_fresh(|c| direct::rows(c, sql, &args))?,
                 None => self.fetch_rows(sql, args).await?,
