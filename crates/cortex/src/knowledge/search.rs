@@ -82,9 +82,16 @@ fn keyword_score(query_words: &std::collections::HashSet<String>, content: &str)
     if query_words.is_empty() {
         return 0.0;
     }
-    let words = text::words(content);
-    let found = query_words.iter().filter(|w| words.contains(*w)).count();
-    found as f32 / query_words.len() as f32
+    // The content's words are looked up in the query's as they come (no set of the content's
+    // words is built: this runs for every candidate chunk of every search).
+    let normalized = text::normalize(content);
+    let mut found: Vec<&str> = Vec::new();
+    for w in normalized.split(' ').filter_map(text::content_word) {
+        if query_words.contains(w) && !found.contains(&w) {
+            found.push(w);
+        }
+    }
+    found.len() as f32 / query_words.len() as f32
 }
 
 impl Knowledge {
@@ -319,5 +326,18 @@ mod tests {
         assert!(!contains_term(&terms, "Order 1234 shipped"));
         assert!(keyword_score(&q, "the status page") > 0.0);
         assert_eq!(keyword_score(&q, "nothing here"), 0.0);
+        // The share is of the query's words the content holds, each counted once, as the
+        // content's word set would give it: a stop word of the content never matches, even
+        // one that a query word folds to ("ands" -> "and").
+        let q = text::words("refunds ands Orders");
+        for content in [
+            "Refunds and refund orders",
+            "and and",
+            "ORDERS, orders; refunds!",
+        ] {
+            let set = text::words(content);
+            let expected = q.iter().filter(|w| set.contains(*w)).count() as f32 / q.len() as f32;
+            assert_eq!(keyword_score(&q, content), expected, "{content}");
+        }
     }
 }

@@ -14,7 +14,9 @@ const STOPWORDS: &[&str] = &[
 pub fn normalize(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for ch in s.chars() {
-        if ch.is_alphanumeric() || ch == '-' || ch == '#' {
+        if ch.is_ascii() && (ch.is_ascii_alphanumeric() || ch == '-' || ch == '#') {
+            out.push(ch.to_ascii_lowercase());
+        } else if ch.is_alphanumeric() {
             out.extend(ch.to_lowercase());
         } else if !out.ends_with(' ') && !out.is_empty() {
             out.push(' ');
@@ -44,15 +46,21 @@ pub fn search_words(s: &str, max: usize) -> Vec<String> {
 pub fn words(s: &str) -> HashSet<String> {
     normalize(s)
         .split(' ')
-        .filter(|w| !w.is_empty() && !STOPWORDS.contains(w))
-        .map(|w| {
-            if w.len() > 3 && w.ends_with('s') && !w.ends_with("ss") {
-                w[..w.len() - 1].to_owned()
-            } else {
-                w.to_owned()
-            }
-        })
+        .filter_map(content_word)
+        .map(str::to_owned)
         .collect()
+}
+
+/// A word of a [`normalize`]d text as [`words`] keeps it (a plural `s` folded), or `None` for
+/// an empty word or a stop word.
+pub fn content_word(w: &str) -> Option<&str> {
+    if w.is_empty() || STOPWORDS.contains(&w) {
+        None
+    } else if w.len() > 3 && w.ends_with('s') && !w.ends_with("ss") {
+        Some(&w[..w.len() - 1])
+    } else {
+        Some(w)
+    }
 }
 
 /// Cosine similarity of two word sets (0–1).

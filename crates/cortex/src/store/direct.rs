@@ -144,16 +144,26 @@ impl Arg {
 }
 
 /// A row type read by both drivers: `direct_row!(Row { field, … })` reads each field from the
-/// column of the same name.
+/// column of the same name. The names are resolved to column positions once per statement
+/// ([`rows`]), not per row: rusqlite's look-up by name compares every column's name each time.
 pub(crate) trait DirectRow: Sized {
-    fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self>;
+    /// The columns read, in the order [`DirectRow::from_row`] takes their positions.
+    fn columns() -> Vec<&'static str>;
+    /// The row whose column `columns()[i]` is at position `at[i]`.
+    fn from_row(row: &rusqlite::Row<'_>, at: &[usize]) -> rusqlite::Result<Self>;
 }
 
 macro_rules! direct_row {
     ($t:ident { $($f:ident),* $(,)? }) => {
         impl $crate::store::direct::DirectRow for $t {
-            fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
-                Ok(Self { $($f: row.get(stringify!($f))?),* })
+            fn columns() -> Vec<&'static str> {
+                vec![$(stringify!($f)),*]
+            }
+            fn from_row(row: &rusqlite::Row<'_>, at: &[usize]) -> rusqlite::Result<Self> {
+                // Fields are evaluated in the order written, the order of `columns()`; a
+                // missing position is out of range (an error, not a panic).
+                let mut at = at.iter().copied();
+                Ok(Self { $($f: row.get(at.next().unwrap_or(usize::MAX))?),* })
             }
         }
     };
@@ -187,10 +197,14 @@ pub(crate) fn rows<R: DirectRow>(
 ) -> rusqlite::Result<Vec<R>> {
     let mut stmt = conn.prepare_cached(sql)?;
     bind(&mut stmt, args)?;
+    let at = R::columns()
+        .into_iter()
+        .map(|name| stmt.column_index(name))
+        .collect::<rusqlite::Result<Vec<usize>>>()?;
     let mut rows = stmt.raw_query();
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
-        out.push(R::from_row(row)?);
+        out.push(R::from_row(row, &at)?);
     }
     Ok(out)
 }
@@ -508,6 +522,22 @@ mod tests {
             matched.len(),
             1,
             "parameters bind by their number, not their position"
+        );
+        // Fields are read from their columns by name, whatever the columns' order.
+        let reversed: Vec<Pair> =
+            direct.read(|c| rows(c, "SELECT v, k FROM t WHERE k = $1", &args!["k3"]))?;
+        assert_eq!(
+            reversed
+                .iter()
+                .map(|p| (p.k.as_str(), p.v))
+                .collect::<Vec<_>>(),
+            vec![("k3", 3)]
+        );
+        let missing: StoreResult<Vec<Pair>> =
+            direct.read_fresh(|c| rows(c, "SELECT k FROM t", &[]));
+        assert!(
+            missing.is_err(),
+            "a column the row needs is an error, not a panic"
         );
         // A cached statement is prepared once, not again each time its `LIMIT` is bound.
         let reprepared = direct.read(|c| {

@@ -528,10 +528,16 @@ struct ScoredChunkRow {
 }
 
 impl direct::DirectRow for ScoredChunkRow {
-    fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+    fn columns() -> Vec<&'static str> {
+        let mut columns = ChunkRow::columns();
+        columns.push("score");
+        columns
+    }
+    fn from_row(row: &rusqlite::Row<'_>, at: &[usize]) -> rusqlite::Result<Self> {
+        let (chunk, score) = at.split_at(at.len().saturating_sub(1));
         Ok(Self {
-            chunk: ChunkRow::from_row(row)?,
-            score: row.get("score")?,
+            chunk: ChunkRow::from_row(row, chunk)?,
+            score: row.get(score.first().copied().unwrap_or(usize::MAX))?,
         })
     }
 }
