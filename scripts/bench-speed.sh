@@ -20,8 +20,9 @@ cd "$(dirname "$0")/.."
 SECS="${1:-10}"; BACKENDS="${2:-sqlite postgres}"; WITH_LITELLM="${3:-yes}"
 CONCS="${CORTEX_BENCH_CONCS:-1 8 64}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cortex-target}"
-[ -n "${CORTEX_BENCH_NO_BUILD:-}" ] || cargo build --release -q -p cortex -p cortex-fakellm --bins --examples
-BIN="${CORTEX_BENCH_BIN:-$CARGO_TARGET_DIR/release}"   # another build to compare: CORTEX_BENCH_BIN=dir
+# The deployed build: `--profile production` (release with fat LTO; see Cargo.toml).
+[ -n "${CORTEX_BENCH_NO_BUILD:-}" ] || cargo build --profile production -q -p cortex -p cortex-fakellm --bins --examples
+BIN="${CORTEX_BENCH_BIN:-$CARGO_TARGET_DIR/production}"   # another build to compare: CORTEX_BENCH_BIN=dir
 LOAD="$BIN/examples/loadgen"
 dir=$(mktemp -d)
 cleanup() {
