@@ -83,7 +83,6 @@ pub fn rank_facts(
     query: &str,
     query_vector: Option<&(String, Vec<f32>)>,
 ) -> Vec<(Fact, f32)> {
-    let lexical = Lexical::new(&facts, query);
     let cosines: Vec<Option<f32>> = facts
         .iter()
         .map(|f| match (query_vector, &f.embedding) {
@@ -101,6 +100,12 @@ pub fn rank_facts(
         .flatten()
         .fold((f32::MAX, f32::MIN), |(lo, hi), c| (lo.min(*c), hi.max(*c)));
     let spread = high - low;
+    // Words are compared only for facts without a comparable embedding (none, once every fact
+    // is embedded by the default model): tokenising every fact costs a chat more than ranking.
+    let lexical = cosines
+        .iter()
+        .any(Option::is_none)
+        .then(|| Lexical::new(&facts, query));
     let n = facts.len().max(1) as f32;
     let mut ranked: Vec<(Fact, f32)> = facts
         .into_iter()
@@ -110,7 +115,7 @@ pub fn rank_facts(
             let relevance = match cosine {
                 Some(c) if spread > f32::EPSILON => (c - low) / spread,
                 Some(c) => c.max(0.0),
-                None => lexical.relevance(i),
+                None => lexical.as_ref().map_or(0.0, |l| l.relevance(i)),
             };
             let recency = 1.0 - i as f32 / n;
             let score = relevance + RECENCY * recency + CONFIDENCE * f.confidence as f32;
