@@ -301,6 +301,9 @@ pub struct KnowledgeConfig {
     /// A document being ingested is marked alive every quarter of this many seconds; one left
     /// `processing` without a mark for this long (its process died) is failed by any node.
     pub ingestion_lease_seconds: u64,
+    /// A source of at most this many chunks is searched from memory (read once per change of
+    /// it; at most 16,384 chunks are held in all); 0 searches every source in the database.
+    pub resident_chunks: usize,
 }
 
 impl KnowledgeConfig {
@@ -320,6 +323,7 @@ impl Default for KnowledgeConfig {
             chunk_overlap_tokens: 64,
             min_score: 0.1,
             ingestion_lease_seconds: 120,
+            resident_chunks: 64,
         }
     }
 }

@@ -11,6 +11,7 @@
 //!   embedded by the model that embedded it.
 
 pub mod model;
+mod resident;
 mod search;
 
 use std::collections::HashMap;
@@ -74,6 +75,8 @@ pub struct Knowledge {
     writing: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
     /// A document being ingested is marked alive every quarter of this (see [`Self::alive_while`]).
     lease: std::time::Duration,
+    /// Small sources held in memory for search (see [`resident`]).
+    resident: resident::Resident,
 }
 
 /// The outcome of one ingestion.
@@ -145,6 +148,7 @@ impl Knowledge {
             upload_root,
             writing: Mutex::new(HashMap::new()),
             lease: config.knowledge.ingestion_lease(),
+            resident: resident::Resident::new(config.knowledge.resident_chunks),
         })
     }
 
@@ -642,6 +646,11 @@ impl Knowledge {
             .map_err(not_found(KnowledgeError::DocumentNotFound))?;
         self.update_index(company_id, source_id, None, &removed, &[]);
         Ok(())
+    }
+
+    /// The chunks of a source held in memory for search, if it is (tests and diagnostics).
+    pub fn resident_len(&self, source_id: Uuid) -> Option<usize> {
+        self.resident.len(source_id)
     }
 
     /// Whether the embedded index of a source exists (tests and diagnostics).

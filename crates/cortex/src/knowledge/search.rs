@@ -94,6 +94,43 @@ fn keyword_score(query_words: &std::collections::HashSet<String>, content: &str)
     found.len() as f32 / query_words.len() as f32
 }
 
+/// A candidate's final score and keyword score from its vector score; `keyword` (the keyword
+/// score when no exact code matched) is computed only when needed.
+fn fuse(
+    terms: &[String],
+    content: &str,
+    vector_score: f32,
+    keyword: impl FnOnce() -> f32,
+) -> (f32, f32) {
+    let exact = contains_term(terms, content);
+    let keyword = if exact { 1.0 } else { keyword() };
+    let fused = VECTOR_WEIGHT * vector_score.max(0.0) + (1.0 - VECTOR_WEIGHT) * keyword;
+    // An exact code (an order number, a SKU) ranks above anything without it.
+    let score = if exact {
+        EXACT_FLOOR + (1.0 - EXACT_FLOOR) * fused
+    } else {
+        fused.min(EXACT_FLOOR)
+    };
+    (score, keyword)
+}
+
+fn hit(source: &Source, chunk: Chunk, score: f32, vector_score: f32, keyword: f32) -> SearchHit {
+    SearchHit {
+        chunk_id: chunk.id,
+        source_id: source.id,
+        source_name: source.name.clone(),
+        document_id: chunk.document_id,
+        content: chunk.content,
+        heading_path: chunk.heading_path,
+        page: chunk.page,
+        locator: chunk.locator,
+        model_id: chunk.model_id,
+        score,
+        vector_score,
+        keyword_score: keyword,
+    }
+}
+
 impl Knowledge {
     /// The `top_k` best chunks of `sources` for `query`. Each source is searched with the model
     /// that embedded it; a source whose model is no longer configured is skipped (logged).
@@ -115,7 +152,10 @@ impl Knowledge {
         let searchable = |s: &&Source| s.company_id == company_id && s.chunk_count > 0;
         // The keyword side searches the words found in few chunks (a common word is left to
         // the vector side) and the exact terms found in any: a term in no chunk cannot match.
-        let (search_words, live_terms) = if sources.iter().any(|s| searchable(&s)) {
+        let (search_words, live_terms) = if sources
+            .iter()
+            .any(|s| searchable(&s) && !self.resident.holds(s))
+        {
             let words = text::search_words(query, MAX_WORDS);
             let asked: Vec<String> = words.iter().chain(&terms).cloned().collect();
             let counts = store.term_counts(&asked).await?;
@@ -137,6 +177,13 @@ impl Knowledge {
             (Vec::new(), Vec::new())
         };
         let keyword_side = !search_words.is_empty() || !live_terms.is_empty();
+        // A resident source ranks every word and code of the query itself (its BM25 over the
+        // source weighs common words down), so it needs no counts.
+        let resident_phrases: Vec<String> = terms
+            .iter()
+            .cloned()
+            .chain(text::search_words(query, MAX_WORDS))
+            .collect();
         let mut query_vectors: HashMap<String, Vec<f32>> = HashMap::new();
         let mut hits: HashMap<Uuid, SearchHit> = HashMap::new();
         for source in sources.iter().filter(searchable) {
@@ -162,6 +209,44 @@ impl Knowledge {
                     v
                 }
             };
+            if self.resident.holds(source) {
+                let resident = match self.resident.get(source) {
+                    Some(r) => r,
+                    None => {
+                        let chunks = store.source_chunks(company_id, source.id).await?;
+                        self.resident.insert(source, chunks)
+                    }
+                };
+                // (vector score, keyword relevance scaled to the best match) by chunk.
+                let mut candidates: HashMap<usize, (f32, f32)> = resident
+                    .nearest(&q, model_id, candidates_per_source)
+                    .into_iter()
+                    .map(|(i, v)| (i, (v, 0.0)))
+                    .collect();
+                let matched = resident.matching(&resident_phrases, candidates_per_source);
+                let best = matched.iter().map(|(_, r)| *r).fold(0.0f32, f32::max);
+                for (i, rank) in matched {
+                    let chunk = &resident.chunks[i];
+                    let entry = candidates
+                        .entry(i)
+                        .or_insert_with(|| (cortex_embed::dot(&chunk.vector, &q), 0.0));
+                    entry.1 = if best > 0.0 { rank / best } else { 0.0 };
+                }
+                for (i, (vector_score, relevance)) in candidates {
+                    let chunk = &resident.chunks[i];
+                    if chunk.model_id != *model_id || hits.contains_key(&chunk.id) {
+                        continue;
+                    }
+                    let (score, keyword) = fuse(&terms, &chunk.content, vector_score, || {
+                        relevance.max(resident.keyword_share(i, &query_words))
+                    });
+                    hits.insert(
+                        chunk.id,
+                        hit(source, chunk.clone(), score, vector_score, keyword),
+                    );
+                }
+                continue;
+            }
             let mut found: Vec<(Chunk, f32)> = match &self.collections {
                 None => {
                     store
@@ -196,40 +281,17 @@ impl Knowledge {
                 found.push((chunk, score));
             }
             for (chunk, vector_score) in found {
-                if chunk.model_id != *model_id {
+                if chunk.model_id != *model_id || hits.contains_key(&chunk.id) {
                     continue;
                 }
-                let exact = contains_term(&terms, &chunk.content);
-                let keyword = if exact {
-                    1.0
-                } else {
+                let (score, keyword) = fuse(&terms, &chunk.content, vector_score, || {
                     relevance
                         .get(&chunk.id)
                         .copied()
                         .unwrap_or(0.0)
                         .max(keyword_score(&query_words, &chunk.content))
-                };
-                let fused = VECTOR_WEIGHT * vector_score.max(0.0) + (1.0 - VECTOR_WEIGHT) * keyword;
-                // An exact code (an order number, a SKU) ranks above anything without it.
-                let score = if exact {
-                    EXACT_FLOOR + (1.0 - EXACT_FLOOR) * fused
-                } else {
-                    fused.min(EXACT_FLOOR)
-                };
-                hits.entry(chunk.id).or_insert_with(|| SearchHit {
-                    chunk_id: chunk.id,
-                    source_id: source.id,
-                    source_name: source.name.clone(),
-                    document_id: chunk.document_id,
-                    content: chunk.content,
-                    heading_path: chunk.heading_path,
-                    page: chunk.page,
-                    locator: chunk.locator,
-                    model_id: chunk.model_id,
-                    score,
-                    vector_score,
-                    keyword_score: keyword,
                 });
+                hits.insert(chunk.id, hit(source, chunk, score, vector_score, keyword));
             }
         }
         let mut hits: Vec<SearchHit> = hits.into_values().collect();

@@ -33,6 +33,7 @@ on_every_backend!(
     a_failed_document_fails_the_source_until_replaced_or_deleted,
     old_sources_migrate_to_one_document_each,
     an_ingestion_cut_off_by_a_stop_is_failed_at_start_up,
+    a_small_source_is_searched_from_memory_and_sees_every_change,
 );
 
 fn fixture_path(name: &str) -> PathBuf {
@@ -894,9 +895,11 @@ async fn exact_codes_are_found_by_keyword_scoring(b: Backend) {
         let dir = k.app.state.config.data_dir.join("vectors");
         std::fs::remove_dir_all(&dir).unwrap();
         std::fs::create_dir_all(&dir).unwrap();
+        // (With small sources held in memory off: this source is searched through its index.)
+        let mut config = (*k.app.state.config).clone();
+        config.knowledge.resident_chunks = 0;
         let fresh =
-            cortex::knowledge::Knowledge::new(&k.app.state.config, cortex::store::Backend::Sqlite)
-                .unwrap();
+            cortex::knowledge::Knowledge::new(&config, cortex::store::Backend::Sqlite).unwrap();
         assert_eq!(fresh.index_len(company, id), None);
         let sources = vec![
             k.app
@@ -2094,4 +2097,134 @@ async fn old_sources_migrate_to_one_document_each(b: Backend) {
         .unwrap();
     assert!(hits.iter().all(|h| !h.content.contains("zephyrine")));
     assert!(hits.iter().any(|h| h.content.contains("marmalite")));
+}
+
+/// A source of at most `knowledge.resident_chunks` chunks is searched from memory: it ranks as
+/// the database's indexes rank it, and every change (a document added, replaced, deleted) is
+/// searched at once.
+async fn a_small_source_is_searched_from_memory_and_sees_every_change(b: Backend) {
+    let k = kb(b).await;
+    let source = k.source("Handbook").await;
+    let company = Uuid::parse_str(&k.company).unwrap();
+    let source_id = Uuid::parse_str(&source).unwrap();
+    let mut doc = String::from("# Orders\n\n");
+    for i in 0..8 {
+        doc.push_str(&format!(
+            "## Shipment {i}\n\nThe parcel for customer number {} left the warehouse with the usual carrier.\n\n",
+            1000 + i
+        ));
+    }
+    doc.push_str("## Delayed\n\nOrder ORD-7731 is held at customs until the invoice arrives.\n\n");
+    doc.push_str("## Refunds\n\nRefunds take five business days once the returned item arrives.\n");
+    assert_completed(
+        &k.upload(&source, "orders.md", doc.as_bytes(), None).await,
+        &source,
+    );
+    let chunks = k.get_source(&source).await["chunk_count"].as_i64().unwrap();
+    assert!((2..=64).contains(&chunks), "{chunks}");
+    let hits = k.search(&[&source], "where is ORD-7731", 3).await;
+    assert!(
+        hits[0]["content"].as_str().unwrap().contains("ORD-7731"),
+        "{hits:?}"
+    );
+    assert_eq!(hits[0]["keyword_score"], 1.0);
+    assert_eq!(
+        k.app.state.knowledge.resident_len(source_id),
+        Some(chunks as usize),
+        "searched from memory"
+    );
+
+    // The same questions through the database's indexes (a node holding nothing in memory)
+    // find the same best chunk.
+    let mut config = (*k.app.state.config).clone();
+    config.knowledge.resident_chunks = 0;
+    let backend = match b {
+        Backend::Sqlite => cortex::store::Backend::Sqlite,
+        Backend::Postgres => cortex::store::Backend::Postgres,
+    };
+    let indexed = cortex::knowledge::Knowledge::new(&config, backend).unwrap();
+    let store = &k.app.state.store;
+    let row = vec![store.get_source(company, source_id).await.unwrap().unwrap()];
+    for question in [
+        "where is ORD-7731",
+        "status of ord-7731?",
+        "how long do refunds take",
+        "which parcel belongs to customer number 1003",
+        "customs invoice",
+    ] {
+        let from_memory = k.search(&[&source], question, 3).await;
+        let from_indexes = indexed
+            .search(store, company, &row, question, 3)
+            .await
+            .unwrap();
+        assert_eq!(
+            from_memory[0]["chunk_id"].as_str(),
+            Some(from_indexes[0].chunk_id.to_string().as_str()),
+            "{question}: {from_memory:?}"
+        );
+        assert_eq!(indexed.resident_len(source_id), None);
+    }
+
+    // A second document is searched at once.
+    let r = k
+        .upload(
+            &source,
+            "customs.md",
+            b"# Customs\n\nOrder ORD-9911 waits for a zanzibarite permit.\n",
+            None,
+        )
+        .await;
+    assert_completed(&r, &source);
+    let document = r.body["document_id"].as_str().unwrap().to_owned();
+    let hits = k.search(&[&source], "ORD-9911", 3).await;
+    assert!(
+        hits[0]["content"].as_str().unwrap().contains("ORD-9911"),
+        "{hits:?}"
+    );
+    assert_eq!(
+        k.app.state.knowledge.resident_len(source_id),
+        Some(chunks as usize + 1)
+    );
+    // Replaced under the same name: the old content is gone, the new one found.
+    let r = k
+        .upload(
+            &source,
+            "customs.md",
+            b"# Customs\n\nOrder ORD-5150 cleared customs today.\n",
+            None,
+        )
+        .await;
+    assert_completed(&r, &source);
+    let hits = k.search(&[&source], "ORD-9911 zanzibarite", 20).await;
+    assert!(
+        hits.iter()
+            .all(|h| !h["content"].as_str().unwrap().contains("ORD-9911")),
+        "{hits:?}"
+    );
+    let hits = k.search(&[&source], "ORD-5150", 3).await;
+    assert!(
+        hits[0]["content"].as_str().unwrap().contains("ORD-5150"),
+        "{hits:?}"
+    );
+    // Deleted: its chunks are not searched, the rest are.
+    let r = k
+        .app
+        .delete(
+            &format!("/v1/knowledge/sources/{source}/documents/{document}"),
+            &k.s,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let hits = k.search(&[&source], "ORD-5150 cleared", 20).await;
+    assert!(
+        hits.iter()
+            .all(|h| !h["content"].as_str().unwrap().contains("ORD-5150")),
+        "{hits:?}"
+    );
+    let hits = k.search(&[&source], "where is ORD-7731", 3).await;
+    assert!(hits[0]["content"].as_str().unwrap().contains("ORD-7731"));
+    assert_eq!(
+        k.app.state.knowledge.resident_len(source_id),
+        Some(chunks as usize)
+    );
 }

@@ -145,3 +145,75 @@ async fn a_companys_rate_window_is_shared_by_every_node() {
         .await
         .assert_error(429, "RATE_LIMIT_EXCEEDED");
 }
+
+/// A small source is searched from each node's memory; a document added through one node is
+/// searched by the other at once (the source row it reads with every search has moved).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_source_changed_on_one_node_is_searched_fresh_on_the_other() {
+    let (a, b) = two_nodes(|_| {}).await;
+    let s = a.admin().await;
+    let r = a
+        .post(
+            "/v1/knowledge/sources",
+            &s,
+            json!({"name": "Handbook", "kind": "file"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let source = r.body["id"].as_str().unwrap().to_owned();
+    let source_id: uuid::Uuid = source.parse().unwrap();
+    let search = |query: &'static str| {
+        let (b, s, source) = (&b, &s, &source);
+        async move {
+            let r = b
+                .post(
+                    "/v1/knowledge/search",
+                    s,
+                    json!({"source_ids": [source], "query": query, "top_k": 5}),
+                )
+                .await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            r.body["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h["content"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    let upload = |name: &'static str, text: &'static str| {
+        let (a, s, source) = (&a, &s, &source);
+        async move {
+            let r = crate::knowledge::upload_as(a, s, source, name, text.as_bytes(), None).await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            assert_eq!(r.body["status"], "completed", "{}", r.body);
+        }
+    };
+    upload(
+        "policy.md",
+        "# Refunds\n\nRefunds take five business days.\n",
+    )
+    .await;
+    assert!(search("refunds").await[0].contains("five business days"));
+    assert_eq!(
+        b.state.knowledge.resident_len(source_id),
+        Some(1),
+        "node B holds it"
+    );
+    upload(
+        "customs.md",
+        "# Customs\n\nOrder ORD-9911 is held at customs.\n",
+    )
+    .await;
+    let hits = search("where is ORD-9911").await;
+    assert!(hits[0].contains("ORD-9911"), "{hits:?}");
+    assert_eq!(b.state.knowledge.resident_len(source_id), Some(2));
+    upload(
+        "customs.md",
+        "# Customs\n\nOrder ORD-5150 cleared customs.\n",
+    )
+    .await;
+    let hits = search("where is ORD-9911").await;
+    assert!(hits.iter().all(|h| !h.contains("ORD-9911")), "{hits:?}");
+    assert!(search("ORD-5150").await[0].contains("ORD-5150"));
+}
