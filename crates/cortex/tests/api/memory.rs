@@ -617,3 +617,25 @@ async fn memory_recall_at_5_on_the_labelled_set() {
         "multilingual {multilingual:?} vs hash {hash:?}"
     );
 }
+
+/// Two reads of every chat — the customer's newest facts and the cache's exact question — come
+/// from their index in the order they ask for: no sort of every fact (vectors included) before
+/// the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chat_reads_of_facts_and_cached_questions_need_no_sort() {
+    let app = spawn_app_with(Backend::Sqlite, |_| {}).await;
+    let db = app.raw_db().await;
+    for sql in [
+        "EXPLAIN QUERY PLAN SELECT id, fact, category, confidence, agent_id, model_id, vector FROM memory_facts \
+         WHERE company_id = 'c' AND customer_id = 'u' AND (agent_id IS NULL OR agent_id = 'a') \
+         ORDER BY created_at DESC, id DESC LIMIT 200",
+        "EXPLAIN QUERY PLAN SELECT id, answer FROM cache_entries WHERE company_id = 'c' AND agent_id = 'a' \
+         AND normalized = 'q' AND expires_at > '2026' ORDER BY created_at DESC LIMIT 1",
+    ] {
+        let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(sql).fetch_all(&db).await.unwrap();
+        let plan: Vec<String> = rows.into_iter().map(|r| r.3).collect();
+        let plan = plan.join("\n");
+        assert!(plan.contains("USING INDEX"), "{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "{sql}: {plan}");
+    }
+}
