@@ -155,6 +155,15 @@ impl Kb {
         r.body["results"].as_array().unwrap().clone()
     }
 
+    async fn delete_document(&self, source: &str, document: &str) -> Resp {
+        self.app
+            .delete(
+                &format!("/v1/knowledge/sources/{source}/documents/{document}"),
+                &self.s,
+            )
+            .await
+    }
+
     async fn get_source(&self, id: &str) -> Value {
         let r = self
             .app
@@ -972,13 +981,7 @@ async fn a_term_in_no_chunk_is_searched_once_a_document_brings_it(b: Backend) {
         "{hits:?}"
     );
     assert!(hits[0]["keyword_score"].as_f64().unwrap() > 0.9, "{hits:?}");
-    let r = k
-        .app
-        .delete(
-            &format!("/v1/knowledge/sources/{source}/documents/{document}"),
-            &k.s,
-        )
-        .await;
+    let r = k.delete_document(&source, &document).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["deleted"], true);
     assert_eq!(store.term_counts(&terms).await.unwrap(), vec![0, 0]);
@@ -2207,13 +2210,7 @@ async fn a_small_source_is_searched_from_memory_and_sees_every_change(b: Backend
         "{hits:?}"
     );
     // Deleted: its chunks are not searched, the rest are.
-    let r = k
-        .app
-        .delete(
-            &format!("/v1/knowledge/sources/{source}/documents/{document}"),
-            &k.s,
-        )
-        .await;
+    let r = k.delete_document(&source, &document).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let hits = k.search(&[&source], "ORD-5150 cleared", 20).await;
     assert!(
