@@ -182,13 +182,13 @@ impl ResidentSource {
         counts
     }
 
-    /// The chunks holding any of `phrases` (each a text, tokenized), ranked by BM25 over this
-    /// source, best first, at most `limit`: (chunk index, score > 0).
-    pub fn matching(&self, phrases: &[String], limit: usize) -> Vec<(usize, f32)> {
+    /// The chunks holding any of `phrases` (each the [`tokens`] of a word or code), ranked by
+    /// BM25 over this source, best first, at most `limit`: (chunk index, score > 0).
+    pub fn matching(&self, phrases: &[Vec<String>], limit: usize) -> Vec<(usize, f32)> {
         let n_total = self.chunks.len() as f32;
         let mut scores: HashMap<u32, f32> = HashMap::new();
         for phrase in phrases {
-            let counts = self.phrase_counts(&tokens(phrase));
+            let counts = self.phrase_counts(phrase);
             if counts.is_empty() {
                 continue;
             }
@@ -225,7 +225,7 @@ impl ResidentSource {
 /// The resident sources of this node.
 pub struct Resident {
     /// Largest source held, in chunks (0: none is).
-    pub max_chunks: usize,
+    max_chunks: usize,
     entries: Mutex<(LruCache<Uuid, Arc<ResidentSource>>, usize)>,
 }
 
@@ -350,14 +350,14 @@ mod tests {
             ],
         );
         // The code is a phrase: only the chunk holding `ord 7731` in that order matches.
-        let m = s.matching(&["ORD-7731".into()], 10);
+        let m = s.matching(&[tokens("ORD-7731")], 10);
         assert_eq!(m.len(), 1);
         assert_eq!(m[0].0, 0);
         assert!(m[0].1 > 0.0);
         // A word in one chunk of three outranks the same word where it is one of many.
-        let m = s.matching(&["refunds".into(), "customs".into()], 10);
+        let m = s.matching(&[tokens("refunds"), tokens("customs")], 10);
         assert_eq!(m.iter().map(|(i, _)| *i).collect::<Vec<_>>().len(), 2);
-        let m = s.matching(&["absent".into()], 10);
+        let m = s.matching(&[tokens("absent")], 10);
         assert!(m.is_empty());
         // Nearest: every chunk of the model, best first.
         let n = s.nearest(&[1.0, 0.0], "m", 2);

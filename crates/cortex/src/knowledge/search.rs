@@ -9,7 +9,7 @@ use cortex_embed::Embedder;
 use uuid::Uuid;
 
 use super::model::{Chunk, Source};
-use super::{Knowledge, KnowledgeError, collection_name};
+use super::{Knowledge, KnowledgeError, collection_name, resident};
 use crate::pipeline::text;
 use crate::store::{COMMON_WORD_ROWS, KnowledgeStore, SqlStore};
 
@@ -152,19 +152,19 @@ impl Knowledge {
         let searchable = |s: &&Source| s.company_id == company_id && s.chunk_count > 0;
         // The keyword side searches the words found in few chunks (a common word is left to
         // the vector side) and the exact terms found in any: a term in no chunk cannot match.
+        let words = text::search_words(query, MAX_WORDS);
         let (search_words, live_terms) = if sources
             .iter()
             .any(|s| searchable(&s) && !self.resident.holds(s))
         {
-            let words = text::search_words(query, MAX_WORDS);
             let asked: Vec<String> = words.iter().chain(&terms).cloned().collect();
             let counts = store.term_counts(&asked).await?;
             let (word_counts, term_counts) = counts.split_at(words.len().min(counts.len()));
             let rare = words
-                .into_iter()
+                .iter()
                 .zip(word_counts)
                 .filter(|(_, n)| (1..=COMMON_WORD_ROWS).contains(*n))
-                .map(|(w, _)| w)
+                .map(|(w, _)| w.clone())
                 .collect();
             let found = terms
                 .iter()
@@ -178,12 +178,19 @@ impl Knowledge {
         };
         let keyword_side = !search_words.is_empty() || !live_terms.is_empty();
         // A resident source ranks every word and code of the query itself (its BM25 over the
-        // source weighs common words down), so it needs no counts.
-        let resident_phrases: Vec<String> = terms
+        // source weighs common words down), so it needs no counts. Tokenised once for all.
+        let resident_phrases: Vec<Vec<String>> = if sources
             .iter()
-            .cloned()
-            .chain(text::search_words(query, MAX_WORDS))
-            .collect();
+            .any(|s| searchable(&s) && self.resident.holds(s))
+        {
+            terms
+                .iter()
+                .chain(&words)
+                .map(|p| resident::tokens(p))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let mut query_vectors: HashMap<String, Vec<f32>> = HashMap::new();
         let mut hits: HashMap<Uuid, SearchHit> = HashMap::new();
         for source in sources.iter().filter(searchable) {
