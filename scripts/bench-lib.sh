@@ -28,3 +28,15 @@ bench_serve_with_fake() {
   srv_pid=$!
   bench_connect "$port"
 }
+
+# bench_backend_env BACKEND DB: sets BENCH_ENV (VAR=value words for `env`) for a server on
+# BACKEND: nothing for sqlite; for postgres, a fresh database DB on scripts/pgvector.sh's server
+# and an encryption key.
+bench_backend_env() {
+  BENCH_ENV=()
+  if [ "$1" = postgres ]; then
+    local url; url=$(scripts/pgvector.sh)
+    psql "$url" -qc "DROP DATABASE IF EXISTS $2" -c "CREATE DATABASE $2" >/dev/null
+    BENCH_ENV=(CORTEX_DATABASE_URL="${url%/*}/$2" CORTEX_SECRETS__ENCRYPTION_KEY="$(head -c 32 /dev/urandom | base64)")
+  fi
+}

@@ -38,13 +38,9 @@ echo "| backend | resident_chunks | source chunks | req/s | p50 ms | p99 ms | se
 echo "|---|---:|---:|---:|---:|---:|---:|"
 for backend in $BACKENDS; do
   for resident in 64 0; do
-    port=$((20000 + RANDOM % 10000)); extra=()
-    if [ "$backend" = postgres ]; then
-      url=$(scripts/pgvector.sh); db="bench_resident_$$_$resident"
-      psql "$url" -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
-      extra=(CORTEX_DATABASE_URL="${url%/*}/$db" CORTEX_SECRETS__ENCRYPTION_KEY="$(head -c 32 /dev/urandom | base64)")
-    fi
-    env "${extra[@]}" CORTEX_DATA_DIR="$dir/data-$backend-$resident" CORTEX_BOOTSTRAP_PASSWORD=bench-password-123 \
+    port=$((20000 + RANDOM % 10000))
+    bench_backend_env "$backend" "bench_resident_$$_$resident"
+    env "${BENCH_ENV[@]}" CORTEX_DATA_DIR="$dir/data-$backend-$resident" CORTEX_BOOTSTRAP_PASSWORD=bench-password-123 \
       CORTEX_LIMITS__COMPANY_REQUESTS=1000000000 CORTEX_KNOWLEDGE__RESIDENT_CHUNKS="$resident" \
       CORTEX_LOG__LEVEL=warn "$BIN/cortex" serve --bind "127.0.0.1:$port" >"$dir/server.log" 2>&1 &
     srv_pid=$!

@@ -67,15 +67,10 @@ FAKE=$(head -1 "$dir/fake.log" | awk '{print $3}')
 
 # cortex_start BACKEND: a release server on BACKEND in front of $FAKE, its agent and customer.
 cortex_start() {
-  local backend="$1" extra=()
+  local backend="$1"
   port=$((20000 + RANDOM % 10000))
-  if [ "$backend" = postgres ]; then
-    local url; url=$(scripts/pgvector.sh)
-    local db="bench_speed_$$"
-    psql "$url" -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
-    extra=(CORTEX_DATABASE_URL="${url%/*}/$db" CORTEX_SECRETS__ENCRYPTION_KEY="$(head -c 32 /dev/urandom | base64)")
-  fi
-  env "${extra[@]}" OPENAI_API_KEY=bench OPENAI_BASE_URL="$FAKE" CORTEX_DATA_DIR="$dir/data-$backend" \
+  bench_backend_env "$backend" "bench_speed_$$"
+  env "${BENCH_ENV[@]}" OPENAI_API_KEY=bench OPENAI_BASE_URL="$FAKE" CORTEX_DATA_DIR="$dir/data-$backend" \
     CORTEX_BOOTSTRAP_PASSWORD=bench-password-123 CORTEX_LIMITS__COMPANY_REQUESTS=1000000000 \
     CORTEX_LIMITS__CONVERSATION_MESSAGES=1000000000 CORTEX_MEMORY__EXTRACT_FACTS=false \
     CORTEX_LOG__LEVEL=warn "$BIN/cortex" serve --bind "127.0.0.1:$port" >"$dir/server-$backend.log" 2>&1 &
